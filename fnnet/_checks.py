@@ -1,0 +1,43 @@
+"""Argument checks shared by the ops: every failure names the argument, expected and actual."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def as_float_array(op: str, name: str, value: object) -> jax.Array:
+    """Return ``value`` as a JAX array, raising ``TypeError`` unless its dtype is floating."""
+    array = jnp.asarray(value)
+    if not jnp.issubdtype(array.dtype, jnp.floating):
+        raise TypeError(
+            f"{op}: {name} must have a floating-point dtype (float16/bfloat16/float32/float64); "
+            f"got {array.dtype}"
+        )
+    return array
+
+
+def check_ndim(op: str, name: str, array: jax.Array, ndim: int, meaning: str) -> None:
+    """Raise ``ValueError`` unless ``array.ndim == ndim``; ``meaning`` describes the axes."""
+    if array.ndim != ndim:
+        raise ValueError(
+            f"{op}: {name} must be {ndim}-D {meaning}; got shape {tuple(array.shape)}"
+        )
+
+
+def check_same_shape(op: str, a_name: str, a: jax.Array, b_name: str, b: jax.Array) -> None:
+    """Raise ``ValueError`` unless the two shapes are equal (nothing is broadcast silently)."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{op}: {b_name} must have the same shape as {a_name}, {tuple(a.shape)}; "
+            f"got {tuple(b.shape)}"
+        )
+
+
+def concrete_values(array: jax.Array) -> np.ndarray | None:
+    """The values of ``array`` as NumPy when they are known (eager call), ``None`` under a trace."""
+    try:
+        return np.asarray(array)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None

@@ -1,0 +1,20 @@
+"""The ops with hand-derived backward rules (each a ``jax.custom_vjp``).
+
+Same names, signatures and forward values as :mod:`fnnet.autodiff`; only where the gradient
+comes from differs.
+"""
+
+from fnnet.ops.activations import relu as relu
+from fnnet.ops.activations import sigmoid as sigmoid
+from fnnet.ops.activations import tanh as tanh
+from fnnet.ops.linear import affine as affine
+from fnnet.ops.linear import matmul as matmul
+from fnnet.ops.losses import cross_entropy_error as cross_entropy_error
+from fnnet.ops.losses import mean_squared_error as mean_squared_error
+from fnnet.ops.losses import softmax as softmax
+from fnnet.ops.losses import softmax_cross_entropy as softmax_cross_entropy
+
+OPS = (
+    "sigmoid", "relu", "tanh", "affine", "matmul", "softmax",
+    "softmax_cross_entropy", "cross_entropy_error", "mean_squared_error",
+)  # fmt: skip
