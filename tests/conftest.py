@@ -1,0 +1,26 @@
+"""Fixtures: float64 switched on for one test at a time, and the dtypes to sweep."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+
+@pytest.fixture
+def x64():
+    """Enable float64 for the duration of one test (JAX defaults to float32)."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    """float32 and float64 (the latter with x64 enabled for the test)."""
+    if request.param == "float64":
+        request.getfixturevalue("x64")
+    return jnp.dtype(request.param)
