@@ -77,7 +77,8 @@ def _pick(rows: jax.Array, labels: jax.Array) -> jax.Array:
     c = rows.shape[1]
     valid = (labels >= 0) & (labels < c)
     picked = jnp.take_along_axis(rows, jnp.clip(labels, 0, c - 1)[:, None], axis=1)[:, 0]
-    return jnp.where(valid, picked, jnp.nan)
+    # A product, not a where: jax.grad then also turns the invalid rows' gradients into NaN.
+    return picked * jnp.where(valid, 1, jnp.nan).astype(rows.dtype)
 
 
 def _one_hot_or_nan(labels: jax.Array, c: int, dtype: jnp.dtype) -> jax.Array:
