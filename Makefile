@@ -1,0 +1,27 @@
+# Two commands do everything on a fresh machine with Python 3.11+:
+#   make train   — set up .venv and train the two-layer net on the bundled digits
+#   make test    — set up .venv, lint and run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: train test lint gradcheck clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,plot]"
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/fnnet train --dataset digits --init he --epochs 100 --log-every 10
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check fnnet tests experiments
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,277 @@
+"""The ``fnnet`` command (also ``python -m fnnet``).
+
+``fnnet train`` trains the book's two-layer net (or a deeper MLP) with hand-derived or
+automatic gradients, printing one line per epoch and a summary; ``--out`` and ``--plot``
+save the history. Invalid flags exit with status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``fnnet train: error: …``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+class UsageError(Exception):
+    """A flag value that parses but makes no sense (reported as a usage error)."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fnnet.data import DATASETS
+    from fnnet.layers import ACTIVATIONS, GRADS
+    from fnnet.optim import OPTIMIZERS
+    from fnnet.train import SAMPLINGS
+
+    parser = _Parser(prog="fnnet", description=(
+        "Train and check the 'Deep Learning from Scratch' networks, whose backward rules are "
+        "written by hand (jax.custom_vjp) and checked against jax.grad."))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
+
+    train = commands.add_parser(
+        "train", help="train a two-layer net or MLP and report accuracy",
+        description="Train the book's two-layer net (or an MLP) with a jit-compiled, scan-fused "
+                    "training loop. Prints one line per epoch (mean loss, train/test accuracy, "
+                    "steps/s) and a final summary.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = train.add_argument_group("data")
+    data.add_argument("--dataset", choices=DATASETS, default="digits",
+                      help="digits is scikit-learn's bundled 8x8 set (no files needed); "
+                           "mnist/fashion-mnist are read from IDX files (see --data-dir)")
+    data.add_argument("--data-dir", type=Path, default=None,
+                      help="directory holding the IDX files; searched before $FNNET_DATA, "
+                           "~/.cache/fnnet/<name> and /usr/share/datasets/<name>")
+    data.add_argument("--no-download", action="store_true",
+                      help="never download missing MNIST/Fashion-MNIST files")
+    model = train.add_argument_group("model")
+    model.add_argument("--net", choices=("two-layer", "mlp"), default="two-layer")
+    model.add_argument("--hidden", type=_positive_int, action="append", default=None,
+                       metavar="SIZE",
+                       help="hidden layer width; repeat for each layer of an mlp (default: 50)")
+    model.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    model.add_argument("--init", choices=("normal", "xavier", "he"), default="normal",
+                       help="normal = N(0, 0.01²) (the book's), xavier = N(0, 1/fan_in), "
+                            "he = N(0, 2/fan_in)")
+    model.add_argument("--grads", choices=GRADS, default="manual",
+                       help="manual = hand-derived custom_vjp rules, autodiff = jax.grad")
+    opt = train.add_argument_group("optimisation")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                     help="sgd = written by hand over the pytree, optax-sgd = optax.sgd")
+    opt.add_argument("--lr", type=_positive_float, default=0.1, help="learning rate")
+    opt.add_argument("--batch-size", type=_positive_int, default=100)
+    length = opt.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=_positive_int, default=None,
+                        help="number of epochs (default 20 when --steps is not given)")
+    length.add_argument("--steps", type=_positive_int, default=None,
+                        help="number of steps instead (the last epoch may be partial)")
+    opt.add_argument("--sampling", choices=SAMPLINGS, default="shuffle",
+                     help="shuffle = a permutation per epoch, last partial batch dropped; "
+                          "replacement = the book's batches drawn with replacement")
+    opt.add_argument("--seed", type=int, default=0, help="seeds the init and the batch order")
+    run = train.add_argument_group("run")
+    run.add_argument("--device", choices=("cpu", "gpu"), default=None,
+                     help="restrict to this kind of device (default: JAX's default device)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="write settings, per-epoch history and summary as JSON here")
+    run.add_argument("--plot", type=Path, default=None,
+                     help="write loss and accuracy curves as PNG here (needs matplotlib: "
+                          "pip install 'fnnet[plot]')")
+    run.add_argument("--log-every", type=_positive_int, default=1, metavar="K",
+                     help="print the per-epoch line every K epochs (and for the last)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-compile-cache", action="store_true",
+                     help="do not use JAX's persistent compilation cache "
+                          "(~/.cache/fnnet/jax, or $FNNET_COMPILE_CACHE)")
+    train.set_defaults(handler=_train)
+    return parser
+
+
+def _select_device(kind: str | None):
+    import jax
+
+    if kind is None:
+        return None
+    try:
+        return jax.devices(kind)[0]
+    except RuntimeError as error:
+        raise UsageError(
+            f"--device {kind}: JAX sees no {kind} device (it has {jax.devices()}); for NVIDIA "
+            f"GPUs install a CUDA build of JAX, e.g. pip install 'jax[cuda12]'") from error
+
+
+def enable_compile_cache() -> Path:
+    """Use JAX's persistent compilation cache so a second run skips compiling the steps."""
+    import jax
+
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fnnet" / "jax"
+    directory = Path(os.environ.get("FNNET_COMPILE_CACHE", default))
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
+
+
+def _hidden_sizes(args: argparse.Namespace) -> list[int]:
+    hidden = args.hidden or [50]
+    if args.net == "two-layer" and len(hidden) != 1:
+        raise UsageError(f"--net two-layer takes exactly one --hidden; got {len(hidden)} "
+                         f"({hidden}); use --net mlp for more layers")
+    return hidden
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    return (f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}  step {record['step']:>6}  "
+            f"loss {record['loss']:.4f}  train acc {record['train_acc']:.4f}  "
+            f"test acc {record['test_acc']:.4f}  {record['steps_per_s']:,.0f} steps/s")
+
+
+def _train(args: argparse.Namespace) -> int:
+    import jax
+    from tqdm.auto import tqdm
+
+    import fnnet
+    from fnnet.data import load_dataset
+    from fnnet.optim import get_optimizer
+    from fnnet.train import epoch_plan, fit
+
+    hidden = _hidden_sizes(args)
+    device = _select_device(args.device)
+    if args.plot is not None:
+        _require_matplotlib()
+    if not args.no_compile_cache:
+        enable_compile_cache()
+    data = load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
+                        progress=not args.no_progress)
+    if args.batch_size > len(data.x_train):
+        raise UsageError(f"--batch-size {args.batch_size} is larger than the {args.dataset} "
+                         f"training set ({len(data.x_train)} examples)")
+    epochs = args.epochs if args.epochs is not None or args.steps is not None else 20
+    plan = epoch_plan(len(data.x_train), args.batch_size, epochs=epochs, steps=args.steps)
+    net = fnnet.multi_layer_net(data.x_train.shape[1], hidden, data.num_classes,
+                                activation=args.activation, weight_init=args.init,
+                                grads=args.grads)
+    init_key, data_key = jax.random.split(jax.random.key(args.seed))
+    platform_name = (device or jax.devices()[0]).platform
+    print(f"fnnet train: {args.dataset} ({len(data.x_train)} train / {len(data.x_test)} test), "
+          f"{args.net} {data.x_train.shape[1]}-{'-'.join(map(str, hidden))}-"
+          f"{data.num_classes} {args.activation}, grads={args.grads}, "
+          f"optimizer={args.optimizer} lr={args.lr}, batch {args.batch_size}, "
+          f"{sum(plan)} steps on {platform_name}", flush=True)
+
+    def report(record: dict[str, Any]) -> None:
+        if record["epoch"] % args.log_every == 0 or record["epoch"] == len(plan):
+            tqdm.write(_epoch_line(record, len(plan)))
+
+    _params, history = fit(net, net.init(init_key), data,
+                          optimizer=get_optimizer(args.optimizer, args.lr), key=data_key,
+                          batch_size=args.batch_size, epochs=epochs if args.steps is None
+                          else None, steps=args.steps, sampling=args.sampling, device=device,
+                          progress=not args.no_progress, on_epoch=report)
+    last = history.last()
+    summary = {
+        "test_acc": last["test_acc"], "train_acc": last["train_acc"],
+        "test_loss": last["test_loss"], "steps": last["step"], "epochs": last["epoch"],
+        "train_s": last["wall_s"], "compile_s": history.compile_s,
+        "steps_per_s": last["step"] / last["wall_s"],
+    }
+    print(f"done: {summary['steps']} steps in {summary['train_s']:.2f} s "
+          f"({summary['steps_per_s']:,.0f} steps/s; compile {summary['compile_s']:.2f} s); "
+          f"test accuracy {summary['test_acc']:.4f}, train accuracy {summary['train_acc']:.4f}")
+    if args.out is not None:
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                    if k not in ("handler",)}
+        settings["hidden"] = hidden
+        settings["epochs"] = epochs if args.steps is None else None
+        _write_json(args.out, {"settings": settings, "summary": summary,
+                               "history": history.to_dict(), "environment": _environment()})
+    if args.plot is not None:
+        plot_history(history, args.plot, title=f"{args.dataset}, {args.net}, {args.grads}")
+    return 0
+
+
+def _environment() -> dict[str, str]:
+    import jax
+
+    device = jax.devices()[0]
+    return {"jax": jax.__version__, "python": platform.python_version(),
+            "platform": device.platform, "device": device.device_kind}
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as error:
+        raise UsageError("--plot needs matplotlib: pip install 'fnnet[plot]'") from error
+
+
+def plot_history(history: Any, path: Path, *, title: str = "") -> None:
+    """Loss and accuracy per epoch (against steps) as a two-panel PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(history.step, history.loss, label="train (mean over epoch)")
+    ax_loss.plot(history.step, history.test_loss, label="test")
+    ax_loss.set(xlabel="step", ylabel="softmax cross-entropy", title="loss")
+    ax_acc.plot(history.step, history.train_acc, label="train")
+    ax_acc.plot(history.step, history.test_acc, label="test")
+    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fnnet`` console script; returns the exit status."""
+    from fnnet.data import DatasetError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (UsageError, ValueError) as error:
+        print(f"fnnet {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatasetError as error:
+        print(f"fnnet {args.command}: error: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,85 @@
+"""The ``fnnet`` command: a real training run, its outputs, and one-line usage errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fnnet.cli import main
+
+FAST = ["--no-progress", "--no-compile-cache"]
+
+
+def test_train_prints_epochs_and_summary_and_writes_json_and_plot(tmp_path, capsys):
+    out, plot = tmp_path / "run.json", tmp_path / "curves.png"
+    status = main(["train", "--dataset", "digits", "--init", "he", "--epochs", "3",
+                   "--out", str(out), "--plot", str(plot), *FAST])
+    assert status == 0
+    stdout = capsys.readouterr().out
+    assert "digits (1437 train / 360 test), two-layer 64-50-10 relu, grads=manual" in stdout
+    assert stdout.count("epoch ") == 3 and "test acc" in stdout and "steps/s" in stdout
+    assert "done: 42 steps" in stdout
+    result = json.loads(out.read_text())
+    assert result["settings"]["dataset"] == "digits" and result["settings"]["hidden"] == [50]
+    assert result["summary"]["steps"] == 42
+    assert len(result["history"]["test_acc"]) == 3
+    assert result["summary"]["test_acc"] == result["history"]["test_acc"][-1] > 0.5
+    assert result["environment"]["platform"] == "cpu"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mlp_with_autodiff_and_optax_and_steps(capsys):
+    status = main(["train", "--net", "mlp", "--hidden", "20", "--hidden", "10", "--grads",
+                   "autodiff", "--optimizer", "optax-sgd", "--steps", "20", "--sampling",
+                   "replacement", "--log-every", "100", *FAST])
+    assert status == 0
+    stdout = capsys.readouterr().out
+    assert "mlp 64-20-10-10 relu, grads=autodiff, optimizer=optax-sgd" in stdout
+    assert stdout.count("epoch ") == 1  # only the last epoch with --log-every 100
+    assert "done: 20 steps" in stdout
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--lr", "-0.1"], "argument --lr: must be a finite number > 0, got -0.1"),
+    (["--batch-size", "5000"], "--batch-size 5000 is larger than the digits training set"),
+    (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    (["--hidden", "10", "--hidden", "5"], "--net two-layer takes exactly one --hidden"),
+    (["--epochs", "1", "--steps", "5"], "argument --steps: not allowed with argument --epochs"),
+    (["--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),
+])
+def test_bad_flags_exit_2_with_one_clear_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        status = main(["train", *argv, *FAST])
+        raise SystemExit(status)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_mnist_offline_names_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FNNET_DATA", raising=False)
+    status = main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "nothing"),
+                   "--no-download", *FAST])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nothing") in err and str(tmp_path / "cache") in err
+
+
+def test_python_dash_m_and_the_compile_cache(tmp_path):
+    env = {**os.environ, "FNNET_COMPILE_CACHE": str(tmp_path / "jax-cache"), "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-m", "fnnet", "train", "--epochs", "1", "--no-progress"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "done: 14 steps" in first.stdout
+    assert any(Path(tmp_path / "jax-cache").iterdir())  # compiled executables were cached
+    help_text = subprocess.run([sys.executable, "-m", "fnnet", "train", "--help"], env=env,
+                               capture_output=True, text=True, timeout=60).stdout
+    for flag in ("--dataset", "--grads", "--optimizer", "--steps", "--device", "--plot"):
+        assert flag in help_text

@@ -1,0 +1,133 @@
+"""Training: scan epochs vs a Python loop, determinism, manual vs autodiff, fit, evaluate."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnnet
+from fnnet.data import Dataset, load_digits
+from fnnet.optim import sgd
+from fnnet.train import batch_indices, epoch_plan, evaluate, fit, make_epoch, make_train_step
+from tests.helpers import assert_tree_allclose
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_digits()
+
+
+def _net(grads="manual"):
+    return fnnet.two_layer_net(64, 30, 10, activation="sigmoid", weight_init="xavier",
+                               grads=grads)
+
+
+def test_scan_epoch_equals_a_python_loop_of_jitted_steps(digits):
+    net, optimizer = _net(), sgd(0.3)
+    x, t = jnp.asarray(digits.x_train), jnp.asarray(digits.t_train)
+    indices = batch_indices(jax.random.key(1), num_examples=len(x), batch_size=64,
+                            num_steps=20)
+    params = net.init(jax.random.key(0))
+    scanned, _, scan_losses = make_epoch(net.loss, optimizer)(
+        params, optimizer.init(params), x, t, indices)
+    params = net.init(jax.random.key(0))
+    state, step, loop_losses = optimizer.init(params), make_train_step(net.loss, optimizer), []
+    for batch in indices:
+        params, state, loss = step(params, state, x[batch], t[batch])
+        loop_losses.append(loss)
+    # XLA may fuse the scanned body differently from the standalone step: float32 rounding.
+    assert_tree_allclose(scanned, params, jnp.float32)
+    np.testing.assert_allclose(scan_losses, np.array(loop_losses), rtol=1e-5)
+
+
+def test_manual_and_autodiff_training_give_the_same_loss_curve_over_50_steps(digits):
+    x, t = jnp.asarray(digits.x_train), jnp.asarray(digits.t_train)
+    indices = batch_indices(jax.random.key(2), num_examples=len(x), batch_size=25,
+                            num_steps=50)
+    curves, finals = [], []
+    for grads in ("manual", "autodiff"):
+        net, optimizer = _net(grads), sgd(0.5)
+        params = net.init(jax.random.key(0))
+        params, _, losses = make_epoch(net.loss, optimizer)(
+            params, optimizer.init(params), x, t, indices)
+        curves.append(losses)
+        finals.append(params)
+    np.testing.assert_allclose(curves[0], curves[1], rtol=2e-6)
+    assert_tree_allclose(finals[0], finals[1], jnp.float32)
+    assert float(curves[0][-1]) < 0.9 * float(curves[0][0])  # it learns
+
+
+def test_same_seed_gives_identical_params_and_history(digits):
+    runs = []
+    for _ in range(2):
+        net = _net()
+        params, history = fit(net, net.init(jax.random.key(7)), digits, optimizer=sgd(0.3),
+                              key=jax.random.key(8), epochs=2, progress=False)
+        runs.append((params, history.loss, history.test_acc))
+    for a, b in zip(jax.tree.leaves(runs[0][0]), jax.tree.leaves(runs[1][0]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert runs[0][1:] == runs[1][1:]
+
+
+def test_train_step_returns_the_loss_before_its_update(digits):
+    net, optimizer = _net(), sgd(0.3)
+    x, t = jnp.asarray(digits.x_train[:32]), jnp.asarray(digits.t_train[:32])
+    params = net.init(jax.random.key(0))
+    expected = float(net.loss(params, x, t))
+    new_params, _, loss = make_train_step(net.loss, optimizer)(
+        params, optimizer.init(params), x, t)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    assert float(net.loss(new_params, x, t)) < expected
+
+
+def test_shuffle_draws_each_example_at_most_once_and_drops_the_remainder():
+    indices = batch_indices(jax.random.key(0), num_examples=103, batch_size=10, num_steps=10)
+    assert indices.shape == (10, 10)
+    assert len(np.unique(np.asarray(indices))) == 100
+    other = batch_indices(jax.random.key(1), num_examples=103, batch_size=10, num_steps=10)
+    assert not np.array_equal(indices, other)
+
+
+def test_replacement_sampling_draws_uniformly_with_repeats():
+    indices = np.asarray(batch_indices(jax.random.key(0), num_examples=50, batch_size=100,
+                                       num_steps=40, sampling="replacement"))
+    assert indices.shape == (40, 100) and indices.min() >= 0 and indices.max() < 50
+    counts = np.bincount(indices.ravel(), minlength=50)
+    assert counts.min() > 0 and abs(counts.mean() - 80) < 1e-9 and counts.std() < 20
+
+
+def test_epoch_plan_for_epochs_and_for_steps_with_a_partial_epoch():
+    assert epoch_plan(1437, 100, epochs=3, steps=None) == [14, 14, 14]
+    assert epoch_plan(60000, 100, epochs=None, steps=10000) == [600] * 16 + [400]
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, 1437\].*got 2000"):
+        epoch_plan(1437, 2000, epochs=1, steps=None)
+    with pytest.raises(ValueError, match="exactly one of epochs or steps"):
+        epoch_plan(1437, 100, epochs=1, steps=10)
+
+
+def test_evaluate_covers_every_example_including_the_last_partial_batch(digits):
+    net = _net()
+    params = net.init(jax.random.key(3))
+    x, t = jnp.asarray(digits.x_test), jnp.asarray(digits.t_test)  # 360 examples
+    loss, accuracy = evaluate(net.apply, params, x, t, batch_size=100)  # 3 × 100 + 60
+    assert loss == pytest.approx(float(net.loss(params, x, t)), rel=1e-5)
+    assert accuracy == pytest.approx(float(net.accuracy(params, x, t)), abs=1e-9)
+    one_hot = evaluate(net.apply, params, x, jax.nn.one_hot(t, 10), batch_size=7)
+    assert one_hot == pytest.approx((loss, accuracy), rel=1e-5)
+
+
+def test_fit_trains_digits_to_high_accuracy_with_a_full_history(digits):
+    net = fnnet.two_layer_net(64, 50, 10, weight_init="he")
+    seen = []
+    params, history = fit(net, net.init(jax.random.key(0)), digits, optimizer=sgd(0.1),
+                          key=jax.random.key(1), steps=300, progress=False, on_epoch=seen.append)
+    assert history.epoch == list(range(1, 23)) and history.step[-1] == 300
+    assert [r["epoch"] for r in seen] == history.epoch
+    assert history.test_acc[-1] >= 0.9
+    assert history.loss[-1] < history.loss[0]
+    assert all(len(getattr(history, k)) == 22 for k in ("loss", "train_acc", "wall_s"))
+    assert history.compile_s > 0 and all(s > 0 for s in history.steps_per_s)
+    x_test, t_test = jnp.asarray(digits.x_test), jnp.asarray(digits.t_test)
+    assert float(net.accuracy(params, x_test, t_test)) == pytest.approx(history.test_acc[-1])
