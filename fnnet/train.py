@@ -1,9 +1,9 @@
 """Training: a jitted step, scan-fused epochs, batched evaluation and ``fit``.
 
 Data flow: the dataset is put on the device once; each epoch draws a matrix of batch indices
-``(steps, batch_size)`` from a ``jax.random`` key, gathers those batches in one go and runs one
-``lax.scan`` of train steps inside one ``jit`` — Python is not in the per-step loop. Metrics
-come back once per epoch.
+``(steps, batch_size)`` from a ``jax.random`` key and runs one ``lax.scan`` of train steps
+inside one ``jit``, each step gathering its own batch on the device — Python is not in the
+per-step loop. Metrics come back once per epoch.
 
 Sampling:
 
@@ -51,21 +51,24 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation) ->
     return jax.jit(partial(_step, loss_fn, optimizer), donate_argnums=(0, 1))
 
 
-def make_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation) -> Callable:
+def make_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
+               unroll: int = 4) -> Callable:
     """A jitted ``(params, opt_state, x, t, batch_indices) -> (params, opt_state, losses)``.
 
-    ``batch_indices`` is ``(steps, batch_size)`` int; the batches are gathered once and the
-    steps run as one ``lax.scan``. ``losses`` is ``(steps,)``, each loss before its update.
+    ``batch_indices`` is ``(steps, batch_size)`` int; the steps run as one ``lax.scan`` whose
+    body gathers its batch ``x[batch_indices[i]]`` and takes one train step. ``losses`` is
+    ``(steps,)``, each loss before its update. ``unroll`` steps are unrolled per scan
+    iteration (fewer loop round trips; see experiments/PERFORMANCE.md).
     """
     step = partial(_step, loss_fn, optimizer)
 
     def run(params, opt_state, x, t, batch_indices):
-        def body(carry, batch):
-            params, opt_state, loss = step(*carry, *batch)
+        def body(carry, indices):
+            params, opt_state, loss = step(*carry, x[indices], t[indices])
             return (params, opt_state), loss
 
-        batches = (x[batch_indices], t[batch_indices])
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), batches)
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), batch_indices,
+                                                   unroll=unroll)
         return params, opt_state, losses
 
     return jax.jit(run, donate_argnums=(0, 1))
