@@ -1,0 +1,566 @@
+"""Gradient checks as a product: manual vs autodiff vs numerical gradients, per parameter leaf.
+
+:func:`compare_grads` takes two losses with the same forward values — one whose backward pass
+runs the hand-written rules (``loss_manual``), one differentiated by ``jax.grad`` through plain
+``jax.numpy`` (``loss_autodiff``) — and for every leaf of the parameter pytree (named by its
+path, e.g. ``affine1/W``) compares the manual gradient ``a`` with
+
+* the autodiff gradient, on every entry, and
+* a central-difference **numerical** gradient of ``loss_manual``'s forward, on a seeded random
+  subset of at most ``max_entries`` entries per leaf.
+
+Each comparison reports three numbers over the compared entries:
+
+* ``max_abs = max |a − b|``;
+* ``max_rel = max |a − b| / max(|a|, |b|, floor)`` — relative, except that entries smaller than
+  the *floor* are measured against the floor (a near-zero entry's relative error means
+  nothing). ``floor = FLOORS[dtype] · max(1, |L|)``, with ``L`` the loss value: the numerical
+  gradient's absolute error is proportional to the loss's own rounding, so the floor scales
+  with ``|L|`` (see :data:`FLOORS`);
+* ``cosine = a·b / (‖a‖‖b‖)`` (1 when both are zero, 0 when only one is).
+
+A comparison passes when every compared entry has ``|a − b| ≤ max(atol, rtol·max(|a|, |b|,
+floor))``, i.e. ``max_rel ≤ rtol`` (or ``max_abs ≤ atol``); tolerances default per dtype
+(:data:`RTOL_AUTODIFF`, :data:`RTOL_NUMERICAL`) and can be overridden.
+
+**Numerical gradient.** ``∂L/∂θᵢ ≈ (L(θ + hᵢeᵢ) − L(θ − hᵢeᵢ)) / ((θᵢ + hᵢ) − (θᵢ − hᵢ))``
+with ``hᵢ = ∛ε · max(1, |θᵢ|)`` (``ε`` the machine epsilon of the dtype it is computed in:
+the step that balances the O(h²) truncation error against the O(ε|L|/h) rounding error; the
+denominator is the step actually taken after rounding). If float64 is enabled
+(``jax_enable_x64``) the numerical gradient is computed on a float64 copy of the params and of
+the floating arguments, whatever their dtype; otherwise in float32, which is much coarser (the
+report says which, and the float32 tolerances allow for it). Parameters are never perturbed in
+place: every evaluation builds new arrays. The losses must be traceable (``jax.jit``,
+``vmap``) and hashable: they are static arguments of the jitted gradient functions, so a
+second check of the same losses reuses the compiled code.
+
+A step that straddles a kink (a ReLU pre-activation within ``hᵢ·|x|`` of 0) gives a numerical
+gradient that is wrong, not the manual rule: with the book's ``std = 0.01`` init in a deep
+ReLU net the pre-activations shrink layer by layer until even the float64 step (~6e-6)
+crosses them. Check deep ReLU nets with ``weight_init="he"`` (as the book's own
+``MultiLayerNet`` does); the two-layer net with ``std = 0.01`` is fine in float64.
+
+>>> import functools, jax, fnnet
+>>> previous = jax.config.jax_enable_x64
+>>> jax.config.update("jax_enable_x64", True)
+>>> report = compare_model_grads(functools.partial(fnnet.two_layer_net, 4, 5, 3,
+...                                                dtype=jax.numpy.float64),
+...                              jax.numpy.ones((2, 4)), jax.numpy.array([0, 2]))
+>>> report.ok, [leaf.path for leaf in report.leaves]
+(True, ['affine1/W', 'affine1/b', 'affine2/W', 'affine2/b'])
+>>> jax.config.update("jax_enable_x64", previous)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from fnnet.layers import Model, multi_layer_net, two_layer_net
+
+__all__ = [
+    "FLOORS",
+    "RTOL_AUTODIFF",
+    "RTOL_NUMERICAL",
+    "Comparison",
+    "GradReport",
+    "LeafReport",
+    "compare_grads",
+    "compare_model_grads",
+    "gradcheck_model",
+]
+
+FLOORS: dict[str, float] = {
+    "float64": 1e-4,
+    "float32": 1e-3,
+    "float16": 1e-2,
+    "bfloat16": 1e-1,
+}
+"""Relative-error floor per parameter dtype, in units of ``max(1, |L|)``.
+
+float64: a float64 central difference is accurate to about ``ε^(2/3)·|L| ≈ 4e-11·|L|``
+(measured 3e-11–7e-11 at ``|L| ≈ 2.3``), so entries below ``1e-4·|L|`` cannot be checked to
+``1e-6`` relative; the floor checks them absolutely, to ``1e-10·|L|``. Without it, manual vs
+autodiff alone reaches 3e-10 relative on the tiny entries of a 3-hidden-layer net.
+float32: manual and autodiff float32 gradients differ by ~1e-9 absolute (rounding order); a
+floor of ``1e-3·|L|`` keeps the tiny entries from dominating. Half precision: about ``√ε``
+of the dtype (bfloat16 keeps 8 significant bits)."""
+
+RTOL_AUTODIFF: dict[str, float] = {
+    "float64": 1e-10,
+    "float32": 1e-4,
+    "float16": 2e-2,
+    "bfloat16": 5e-2,
+}
+"""Default ``max_rel`` bound, manual vs autodiff, by parameter dtype. The two differ only in
+rounding order. Measured worst cases (digits, 3 samples, 8 seeds, two-layer net and
+3×100-hidden ReLU/He and sigmoid/Xavier nets, floors above): float64 1.7e-13, float32 1.1e-5,
+float16 5.9e-3, bfloat16 1.5e-2."""
+
+RTOL_NUMERICAL: dict[tuple[str, str], float] = {
+    ("float64", "float64"): 1e-6,
+    ("float32", "float64"): 3e-4,
+    ("float32", "float32"): 5e-2,
+    ("float16", "float64"): 2e-2,
+    ("float16", "float32"): 5e-2,
+    ("bfloat16", "float64"): 5e-2,
+    ("bfloat16", "float32"): 5e-2,
+}
+"""Default ``max_rel`` bound, manual vs numerical, by (parameter dtype, numerical dtype).
+Measured worst cases as for :data:`RTOL_AUTODIFF`: float64 3.8e-7; float32 params against a
+float64 numerical gradient 2.9e-5 (the manual float32 rounding dominates); float16 3.8e-3,
+bfloat16 8.8e-3. A float32 numerical gradient (x64 off) steps by ``∛ε ≈ 5e-3`` on a loss
+rounded to ~1e-7, leaving ~5e-5 absolute error: 2.3e-2 on a smooth (sigmoid) net; on ReLU
+nets with the book's ``std = 0.01`` init such a step straddles kinks and the check is
+unreliable (relative errors of order 1)."""
+
+
+# --- report types --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Manual gradient ``a`` against another gradient ``b`` on the compared entries of a leaf.
+
+    ``max_abs = max |a − b|``, ``mean_abs = mean |a − b|`` (the book's gradient-check
+    figure), ``max_rel = max |a − b| / max(|a|, |b|, floor)``, ``cosine = a·b / (‖a‖‖b‖)``
+    over ``entries`` entries; ``ok`` when every entry has
+    ``|a − b| ≤ max(atol, rtol·max(|a|, |b|, floor))``. NaN anywhere makes ``ok`` false.
+    """
+
+    max_abs: float
+    mean_abs: float
+    max_rel: float
+    cosine: float
+    entries: int
+    rtol: float
+    atol: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class LeafReport:
+    """The checks of one parameter leaf.
+
+    ``autodiff`` compares every entry; ``numerical`` (``None`` if not computed) compares
+    ``numerical.entries`` entries (all of them, or a seeded random subset).
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    floor: float
+    autodiff: Comparison
+    numerical: Comparison | None
+
+    @property
+    def ok(self) -> bool:
+        return self.autodiff.ok and (self.numerical is None or self.numerical.ok)
+
+
+@dataclass(frozen=True)
+class GradReport:
+    """Per-leaf gradient checks of one loss at one point (see :func:`compare_grads`).
+
+    Attributes:
+      leaves: one :class:`LeafReport` per parameter leaf, in ``tree_flatten`` order.
+      loss: the loss value ``L`` at the params (sets the floor, ``FLOORS[dtype]·max(1, |L|)``).
+      numerical_dtype: the dtype the numerical gradient was computed in, or ``None``.
+      max_entries: the per-leaf cap on numerically checked entries (``None``: all).
+      seed: seed of the entry subsets.
+      notes: remarks on how the check was made (e.g. float32 numerical gradient).
+    """
+
+    leaves: tuple[LeafReport, ...]
+    loss: float
+    numerical_dtype: str | None
+    max_entries: int | None
+    seed: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when every leaf passes both comparisons."""
+        return all(leaf.ok for leaf in self.leaves)
+
+    @property
+    def failures(self) -> tuple[str, ...]:
+        """Paths of the leaves that fail."""
+        return tuple(leaf.path for leaf in self.leaves if not leaf.ok)
+
+    def leaf(self, path: str) -> LeafReport:
+        """The report of the leaf at ``path`` (e.g. ``"affine1/W"``)."""
+        for leaf in self.leaves:
+            if leaf.path == path:
+                return leaf
+        raise KeyError(f"no leaf {path!r}; leaves: {[leaf.path for leaf in self.leaves]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (non-finite numbers become ``None``), with ``ok`` and
+        ``failures``."""
+        leaves = []
+        for leaf in self.leaves:
+            entry = _finite(dataclasses.asdict(leaf))
+            entry["shape"] = list(leaf.shape)
+            entry["ok"] = leaf.ok
+            leaves.append(entry)
+        return {
+            "ok": self.ok,
+            "failures": list(self.failures),
+            "loss": _finite(self.loss),
+            "numerical_dtype": self.numerical_dtype,
+            "max_entries": self.max_entries,
+            "seed": self.seed,
+            "notes": list(self.notes),
+            "leaves": leaves,
+        }
+
+    def format_table(self) -> str:
+        """A plain-text table, one row per leaf, then the tolerances, notes and verdict."""
+        header = ["leaf", "shape", "max abs", "max rel", "cos", "max abs", "max rel", "cos",
+                  "n", "ok"]
+        rows = []
+        for leaf in self.leaves:
+            num = leaf.numerical
+            rows.append([
+                leaf.path, "x".join(map(str, leaf.shape)) or "()",
+                *_comparison_cells(leaf.autodiff),
+                *(_comparison_cells(num) if num else ["-", "-", "-"]),
+                str(num.entries) if num else "-",
+                "ok" if leaf.ok else "FAIL",
+            ])
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+        left = sum(widths[:2]) + 4
+        group_ad = "manual vs autodiff".center(sum(widths[2:5]) + 4)
+        group_num = "manual vs numerical".center(sum(widths[5:9]) + 6)
+        lines = [" " * left + group_ad + "  " + group_num, line(header),
+                 "-" * (sum(widths) + 2 * (len(widths) - 1)), *map(line, rows)]
+        if self.leaves:
+            first = self.leaves[0]
+            tol = f"tolerances: max rel <= {first.autodiff.rtol:g} vs autodiff"
+            if first.numerical:
+                tol += (f", <= {first.numerical.rtol:g} vs numerical (central differences in "
+                        f"{self.numerical_dtype}; n = entries checked)")
+            lines += [tol, f"rel = |a-b| / max(|a|, |b|, floor), floor = {first.floor:.3g} "
+                           f"(FLOORS[{first.dtype}]·max(1, |L|), loss L = {self.loss:.6g})"]
+        lines += [f"note: {note}" for note in self.notes]
+        lines.append("OK" if self.ok else f"FAIL: {', '.join(self.failures)}")
+        return "\n".join(lines)
+
+
+def _cosine_cell(cosine: float) -> str:
+    """``1`` exactly, ``1-2.2e-16`` near 1 (where the interesting digits are), else 6 places."""
+    if cosine == 1.0:
+        return "1"
+    if 0.999 < cosine < 1.0:
+        return f"1-{1.0 - cosine:.1e}"
+    return f"{cosine:.6f}"
+
+
+def _comparison_cells(c: Comparison) -> list[str]:
+    return [f"{c.max_abs:.2e}", f"{c.max_rel:.2e}", _cosine_cell(c.cosine)]
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --- the comparison ------------------------------------------------------------------------
+
+
+def _path_str(path: Sequence[Any]) -> str:
+    """A pytree key path as ``a/b/0``; ``params`` for the root."""
+    parts = []
+    for key in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(jax.tree_util.keystr((key,)))
+    return "/".join(parts) or "params"
+
+
+def _dtype_name(dtype: Any) -> str:
+    return jnp.dtype(dtype).name
+
+
+def _compare(a: np.ndarray, b: np.ndarray, floor: float, rtol: float, atol: float) -> Comparison:
+    """The :class:`Comparison` of two float64 vectors of the same length."""
+    diff = np.abs(a - b)
+    scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)
+    if a.size == 0:
+        return Comparison(0.0, 0.0, 0.0, 1.0, 0, rtol, atol, True)
+    norms = float(np.linalg.norm(a)) * float(np.linalg.norm(b))
+    if norms > 0:
+        cosine = float(np.clip(np.dot(a, b) / norms, -1.0, 1.0))  # rounding can pass 1
+    else:
+        cosine = 1.0 if not (np.any(a) or np.any(b)) else 0.0
+    with np.errstate(invalid="ignore"):
+        entry_ok = (diff <= np.maximum(atol, rtol * scale)) & np.isfinite(diff)
+    return Comparison(float(np.max(diff)), float(np.mean(diff)), float(np.max(diff / scale)),
+                      cosine, int(a.size), rtol, atol, bool(np.all(entry_ok)))
+
+
+def _subset(size: int, max_entries: int | None, seed: int, leaf_index: int) -> np.ndarray:
+    """Sorted flat indices checked numerically: all, or ``max_entries`` drawn without
+    replacement by ``np.random.default_rng([seed, leaf_index])``."""
+    if max_entries is None or size <= max_entries:
+        return np.arange(size)
+    rng = np.random.default_rng([seed, leaf_index])
+    return np.sort(rng.choice(size, size=max_entries, replace=False))
+
+
+def _cast_floating(tree: Any, dtype: Any) -> Any:
+    def cast(leaf):
+        array = jnp.asarray(leaf)
+        return array.astype(dtype) if jnp.issubdtype(array.dtype, jnp.floating) else array
+
+    return jax.tree.map(cast, tree)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _numerical_grads(loss: Callable, params: Any, args: tuple, flat_indices: jax.Array):
+    """Central differences of ``loss`` at ``params`` for entries ``flat_indices`` of the
+    params raveled into one vector (one compiled loop for every leaf)."""
+    flat, unravel = ravel_pytree(params)
+    theta = flat[flat_indices]
+    h = float(np.cbrt(np.finfo(flat.dtype).eps)) * jnp.maximum(1, jnp.abs(theta))
+    plus, minus = theta + h, theta - h
+
+    def loss_at(i: jax.Array, value: jax.Array) -> jax.Array:
+        return loss(unravel(flat.at[i].set(value)), *args)
+
+    def both(entry):
+        i, p, m = entry
+        return loss_at(i, p), loss_at(i, m)
+
+    loss_plus, loss_minus = jax.lax.map(both, (flat_indices, plus, minus), batch_size=32)
+    return (loss_plus - loss_minus) / (plus - minus)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _value_and_grads(loss_manual: Callable, loss_autodiff: Callable, params: Any, args: tuple):
+    value, grads_m = jax.value_and_grad(loss_manual)(params, *args)
+    return value, grads_m, jax.grad(loss_autodiff)(params, *args)
+
+
+def _tolerance(option: float | tuple[float, float] | None, which: int, default: float) -> float:
+    if option is None:
+        return default
+    if isinstance(option, tuple):
+        if len(option) != 2:
+            raise ValueError(f"compare_grads: a tolerance tuple must be (autodiff, numerical); "
+                             f"got {option!r}")
+        return float(option[which])
+    return float(option)
+
+
+def compare_grads(
+    loss_manual: Callable[..., jax.Array],
+    loss_autodiff: Callable[..., jax.Array],
+    params: Any,
+    *args: Any,
+    rtol: float | tuple[float, float] | None = None,
+    atol: float | tuple[float, float] | None = None,
+    numerical: bool = True,
+    max_entries: int | None = 64,
+    seed: int = 0,
+    floor: float | Mapping[str, float] | None = None,
+) -> GradReport:
+    """Compare ``jax.grad`` of two losses with respect to ``params``, leaf by leaf.
+
+    Args:
+      loss_manual: ``loss(params, *args) -> scalar`` whose backward runs the hand rules.
+      loss_autodiff: the same loss through the references (``jax.grad`` differentiates it).
+      params: the parameter pytree (the first argument of both losses).
+      *args: the other arguments (inputs, labels), passed as they are.
+      rtol: ``max_rel`` bound(s): a float for both comparisons, or ``(autodiff, numerical)``;
+        ``None``: :data:`RTOL_AUTODIFF` / :data:`RTOL_NUMERICAL` for the leaf's dtype.
+      atol: absolute bound(s) below which any difference passes, same forms; default 0.
+      numerical: also compare against central differences (``False``: autodiff only).
+      max_entries: the most entries per leaf checked numerically (a seeded random subset of
+        larger leaves, see ``seed``); ``None`` checks every entry.
+      seed: seed of the subsets: leaf ``i`` (``tree_flatten`` order) uses
+        ``np.random.default_rng([seed, i]).choice(size, max_entries, replace=False)``.
+      floor: override of :data:`FLOORS` (a number for every dtype, or a dict by dtype name),
+        still multiplied by ``max(1, |L|)``.
+
+    Returns:
+      A :class:`GradReport`; ``report.ok``, ``report.failures``, ``report.format_table()``.
+    """
+    if max_entries is not None and (isinstance(max_entries, bool) or max_entries < 1):
+        raise ValueError(f"compare_grads: max_entries must be >= 1 or None; got {max_entries!r}")
+    path_leaves, _ = jax.tree_util.tree_flatten_with_path(params)
+    for path, leaf in path_leaves:
+        dtype = jnp.asarray(leaf).dtype
+        if _dtype_name(dtype) not in FLOORS:
+            raise TypeError(f"compare_grads: parameter {_path_str(path)} must be floating "
+                            f"({', '.join(FLOORS)}); got {dtype}")
+    value, grads_m, grads_a = _value_and_grads(loss_manual, loss_autodiff, params, args)
+    loss_value, grads_m, grads_a = float(value), jax.tree.leaves(grads_m), jax.tree.leaves(grads_a)
+
+    notes: list[str] = []
+    numerical_dtype = None
+    grads_n: list[np.ndarray] | None = None
+    subsets = [_subset(int(np.size(leaf)), max_entries, seed, i)
+               for i, (_, leaf) in enumerate(path_leaves)]
+    if numerical:
+        numerical_dtype = "float64" if jax.config.jax_enable_x64 else "float32"
+        if numerical_dtype == "float32":
+            notes.append("numerical gradient computed in float32 (jax_enable_x64 is off): "
+                         "expect ~1e-2 agreement at best; enable x64 for a sharp check")
+        offsets = np.cumsum([0] + [int(np.size(leaf)) for _, leaf in path_leaves])
+        flat_n = np.asarray(_numerical_grads(
+            loss_manual, _cast_floating(params, numerical_dtype),
+            _cast_floating(args, numerical_dtype),
+            jnp.asarray(np.concatenate([s + o for s, o in zip(subsets, offsets, strict=False)]))),
+            np.float64)
+        grads_n = np.split(flat_n, np.cumsum([len(s) for s in subsets])[:-1])
+
+    reports = []
+    for i, (path, leaf) in enumerate(path_leaves):
+        dtype = _dtype_name(jnp.asarray(leaf).dtype)
+        unit = max(1.0, abs(loss_value)) if math.isfinite(loss_value) else 1.0
+        if floor is None:
+            leaf_floor = FLOORS[dtype] * unit
+        elif isinstance(floor, Mapping):
+            leaf_floor = float(floor.get(dtype, FLOORS[dtype])) * unit
+        else:
+            leaf_floor = float(floor) * unit
+        a = np.asarray(grads_m[i], np.float64).reshape(-1)
+        b = np.asarray(grads_a[i], np.float64).reshape(-1)
+        autodiff = _compare(a, b, leaf_floor, _tolerance(rtol, 0, RTOL_AUTODIFF[dtype]),
+                            _tolerance(atol, 0, 0.0))
+        num = None
+        if grads_n is not None:
+            rtol_n = _tolerance(rtol, 1, RTOL_NUMERICAL[(dtype, numerical_dtype)])
+            num = _compare(a[subsets[i]], grads_n[i], leaf_floor, rtol_n,
+                           _tolerance(atol, 1, 0.0))
+        reports.append(LeafReport(_path_str(path), tuple(np.shape(leaf)), dtype, leaf_floor,
+                                  autodiff, num))
+    return GradReport(tuple(reports), loss_value, numerical_dtype,
+                      max_entries, seed, tuple(notes))
+
+
+def compare_model_grads(
+    build: Callable[..., Model],
+    x: Any,
+    t: Any,
+    *,
+    params: Any = None,
+    key: jax.Array | None = None,
+    **kwargs: Any,
+) -> GradReport:
+    """:func:`compare_grads` of ``model.loss`` for a model built with both grads settings.
+
+    Args:
+      build: ``build(grads=...) -> Model``, e.g.
+        ``functools.partial(fnnet.two_layer_net, 64, 10, 10)``.
+      x, t: a batch of inputs and labels.
+      params: the point to check at; default ``build(grads="manual").init(key)``.
+      key: PRNG key for the init; default ``jax.random.key(0)``.
+      **kwargs: passed to :func:`compare_grads` (``rtol``, ``max_entries``, ...).
+    """
+    manual_model = build(grads="manual")
+    autodiff_model = build(grads="autodiff")
+    if params is None:
+        params = jax.jit(manual_model.init)(jax.random.key(0) if key is None else key)
+    return compare_grads(manual_model.loss, autodiff_model.loss, params, x, t, **kwargs)
+
+
+NETS = ("two-layer", "multi-layer")
+
+
+def gradcheck_model(
+    net: str = "two-layer",
+    hidden: Sequence[int] = (50,),
+    activation: str = "relu",
+    weight_init: str | float = "normal",
+    dataset: str = "digits",
+    batch_size: int = 3,
+    dtype: str = "float64",
+    seed: int = 0,
+    data_dir: str | None = None,
+    *,
+    max_entries: int | None = 64,
+    numerical: bool = True,
+) -> GradReport:
+    """Gradient check of one of the book's nets on real samples (what ``fnnet gradcheck`` runs).
+
+    Takes the first ``batch_size`` samples of ``np.random.default_rng(seed).permutation`` of
+    the training set of ``dataset`` (:func:`fnnet.data.load_dataset`), builds
+    :func:`~fnnet.layers.two_layer_net` (``hidden`` must be one width) or
+    :func:`~fnnet.layers.multi_layer_net`, inits params with ``jax.random.key(seed)`` and runs
+    :func:`compare_model_grads`.
+
+    Float64 is switched on with ``jax.config.update("jax_enable_x64", True)`` for either
+    ``dtype``: this is **process-wide** and stays on after the call. For ``dtype="float64"``
+    everything runs in float64; for ``dtype="float32"`` the params, inputs, forward and both
+    backward passes stay float32 and only the numerical reference is float64 (a float32
+    central difference is too coarse to judge a float32 gradient, see
+    :data:`RTOL_NUMERICAL`).
+
+    Args:
+      net: ``"two-layer"`` (:func:`~fnnet.layers.two_layer_net`) or ``"multi-layer"``.
+      hidden: hidden widths (exactly one for ``"two-layer"``).
+      activation: ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
+      weight_init: ``"normal"`` (std 0.01), ``"xavier"``, ``"he"`` or a float std.
+      dataset: ``"digits"``, ``"mnist"`` or ``"fashion-mnist"``.
+      batch_size: samples in the batch (the book checks 3).
+      dtype: ``"float64"`` or ``"float32"``.
+      seed: seeds the sample choice, the init key and the entry subsets.
+      data_dir: extra directory searched for IDX files.
+      max_entries, numerical: as for :func:`compare_grads`.
+    """
+    from fnnet.data import load_dataset  # data loading is only needed here
+
+    if net not in NETS:
+        raise ValueError(f"gradcheck_model: net must be one of {NETS}; got {net!r}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"gradcheck_model: dtype must be 'float32' or 'float64'; got {dtype!r}")
+    hidden = tuple(hidden)
+    if net == "two-layer" and len(hidden) != 1:
+        raise ValueError(f"gradcheck_model: the two-layer net has one hidden layer, so hidden "
+                         f"must hold one width; got {hidden}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"gradcheck_model: batch_size must be an integer >= 1; "
+                         f"got {batch_size!r}")
+    jax.config.update("jax_enable_x64", True)  # process-wide: see the docstring
+    data = load_dataset(dataset, data_dir=data_dir)
+    if batch_size > len(data.x_train):
+        raise ValueError(f"gradcheck_model: batch_size must be <= {len(data.x_train)} (the "
+                         f"training set of {dataset}); got {batch_size}")
+    rows = np.random.default_rng(seed).permutation(len(data.x_train))[:batch_size]
+    x = jnp.asarray(data.x_train[rows], dtype)
+    t = jnp.asarray(data.t_train[rows])
+    common = dict(activation=activation, weight_init=weight_init, dtype=jnp.dtype(dtype))
+    if net == "two-layer":
+        build = functools.partial(two_layer_net, x.shape[1], hidden[0], data.num_classes,
+                                  **common)
+    else:
+        build = functools.partial(multi_layer_net, x.shape[1], hidden, data.num_classes,
+                                  **common)
+    return compare_model_grads(build, x, t, key=jax.random.key(seed), max_entries=max_entries,
+                               numerical=numerical, seed=seed)
