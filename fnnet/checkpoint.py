@@ -1,0 +1,548 @@
+"""Checkpoints: save and restore a training state, atomically, with corruption detection.
+
+A checkpoint holds the parameter pytree, the optimiser state (any optax state pytree, e.g.
+``optax.EmptyState()`` or tuples of named tuples of arrays), the ``jax.random`` key, the
+``step`` and ``epoch`` counters and the run's ``settings`` (a JSON-able dict)::
+
+    path = save_checkpoint("ckpt", step=1200, epoch=3, params=params,
+                           opt_state=opt_state, key=key, settings={"lr": 0.1})
+    state = restore_latest("ckpt", params_like=net.init(jax.random.key(0)),
+                           opt_state_like=optimizer.init(params))
+    state.params, state.opt_state, state.key, state.step, state.epoch, state.settings
+
+Layout and format
+-----------------
+``DIR/step_00001200.npz``, one file per checkpoint, named by step (8 digits, more when the
+step needs them). The file is an ordinary zip archive that ``numpy.load`` also opens:
+
+* ``manifest.json`` — format name and version, step, epoch, settings, the key's PRNG
+  implementation, and for each tree (``params``, ``opt_state``, ``key``) its structure as
+  text and one record per leaf: its pytree path (``affine1/W``, ``0/trace/affine1/W``), the
+  member holding it, shape, dtype, stored dtype and the SHA-256 of its bytes;
+* one ``.npy`` member per leaf, named ``<tree>/<path>.npy``, written and read with
+  ``allow_pickle=False``.
+
+Why not orbax-checkpoint
+------------------------
+DESIGN.md names ``orbax-checkpoint`` unless a simpler format does all of this as well. This
+one does, for a state that fits in one host's memory (fnnet's models are small), with no
+dependency beyond NumPy — orbax pulls in tensorstore and friends and must match the installed
+jax, which matters on a GPU box without network. What each requirement rests on:
+
+* **Atomic writes.** The archive is written to a hidden temporary file in the same
+  directory (``.tmp-step_…``), flushed and ``fsync``-ed, then renamed onto its final name with
+  ``os.replace`` (atomic on POSIX and Windows within one file system) and the directory is
+  ``fsync``-ed. A checkpoint is complete exactly when ``step_<N>.npz`` exists; a crash at any
+  point leaves either no new file or a whole one, and the previous checkpoints untouched.
+  Older checkpoints are pruned (``keep`` newest by step) only after the rename succeeded.
+* **Corruption detection.** A truncated file is not a valid zip (its central directory is at
+  the end); each member carries a CRC-32 that ``zipfile`` checks on reading; each array's bytes
+  are checked against the SHA-256 in the manifest; the ``.npy`` header's shape and dtype are
+  checked against the manifest. :func:`restore_latest` warns about a corrupt newest checkpoint
+  (naming the file and the fault) and falls back to the one before.
+* **Shape and dtype checks.** Restoring takes the *target structure* (``params_like``,
+  ``opt_state_like``: freshly initialised pytrees or ``jax.ShapeDtypeStruct`` leaves) and
+  matches leaves by path; a different shape or dtype, or a missing or extra leaf, is a
+  :class:`CheckpointError` naming the leaf, e.g. ``params/affine1/W: checkpoint has shape
+  (784, 50) float32, model expects (784, 100) float32``. The structure string is recorded for
+  the reader but not compared: custom-node reprs differ between jax versions.
+* **Bit-exact, no pickle.** Arrays are stored as raw bytes. Dtypes NumPy lacks natively
+  (``bfloat16``, the float8 types) are stored as an unsigned-integer view of the same width,
+  with the real dtype's name in the manifest. The key is stored as ``jax.random.key_data`` and
+  restored with ``jax.random.wrap_key_data`` and its implementation's name (raw ``uint32``
+  legacy keys are stored as they are). Nothing is ever unpickled.
+
+One directory has one writer: :func:`save_checkpoint` removes stray temporary files left by a
+crashed earlier save in the same directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import uuid
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMAT = "fnnet-checkpoint"
+VERSION = 1
+MANIFEST = "manifest.json"
+SUFFIX = ".npz"
+_NAME = re.compile(r"^step_(\d{8,})\.npz$")
+_TEMP_PREFIX = ".tmp-step_"
+_TREES = ("params", "opt_state", "key")
+
+PyTree = Any
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be restored into the given structure, or none could be read."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file is truncated or damaged (bad zip, checksum, manifest)."""
+
+
+class Checkpoint(NamedTuple):
+    """A restored training state; ``path`` is the file it came from."""
+
+    step: int
+    epoch: int
+    params: PyTree
+    opt_state: PyTree
+    key: jax.Array
+    settings: dict[str, Any]
+    path: Path
+
+
+# --- names ---------------------------------------------------------------------------------
+
+
+def checkpoint_name(step: int) -> str:
+    """``step_00001200.npz`` for ``step=1200`` (8 digits at least)."""
+    return f"step_{step:08d}{SUFFIX}"
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """The complete checkpoints in ``directory`` (final names only), oldest step first.
+
+    Temporary files of an unfinished save never match. A missing directory has none.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in directory.iterdir():
+        match = _NAME.match(entry.name)
+        if match and entry.is_file():
+            found.append((int(match.group(1)), entry))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The complete checkpoint with the highest step in ``directory``, or ``None``.
+
+    Only the name is looked at (cheap); :func:`restore_latest` also checks the contents.
+    """
+    paths = list_checkpoints(directory)
+    return paths[-1] if paths else None
+
+
+# --- save ----------------------------------------------------------------------------------
+
+
+def _leaf_path(path: tuple) -> str:
+    """``affine1/W``, ``0/trace/affine1/W``: dict keys, attribute names and indices by ``/``."""
+    parts = []
+    for entry in path:
+        for attribute in ("key", "name", "idx"):  # DictKey/FlattenedIndexKey, GetAttrKey, …
+            if hasattr(entry, attribute):
+                parts.append(str(getattr(entry, attribute)))
+                break
+        else:
+            parts.append(str(entry))
+    return "/".join(parts)
+
+
+def _flatten(tree: PyTree) -> tuple[list[tuple[str, Any]], Any]:
+    with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    return [(_leaf_path(p), leaf) for p, leaf in with_paths], treedef
+
+
+def _is_array(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array | np.ndarray | np.generic)
+
+
+def _host_array(leaf: Any) -> np.ndarray:
+    """A contiguous host copy of ``leaf``; Python scalars take JAX's dtype (``1.0`` → f32)."""
+    # (Not np.ascontiguousarray: it turns a 0-d array into shape (1,).)
+    return np.asarray(leaf if _is_array(leaf) else jnp.asarray(leaf), order="C")
+
+
+def _storable(array: np.ndarray) -> np.ndarray:
+    """``array`` itself, or an unsigned-integer view where NumPy has no native dtype (bf16)."""
+    if array.dtype.kind == "V" or np.dtype(array.dtype.str) != array.dtype:
+        if array.dtype.fields is not None or array.dtype.itemsize not in (1, 2, 4, 8):
+            raise TypeError(f"save_checkpoint: cannot store dtype {array.dtype} (not a scalar "
+                            f"numeric type)")
+        return array.view(f"u{array.dtype.itemsize}")
+    return array
+
+
+def _key_record(key: jax.Array) -> tuple[np.ndarray, dict[str, Any]]:
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(key)), {"typed": True,
+                                                      "impl": str(jax.random.key_impl(key)),
+                                                      "shape": list(key.shape)}
+    if key.dtype != jnp.uint32:
+        raise TypeError(f"save_checkpoint: key must be a jax.random.key (or a raw uint32 "
+                        f"PRNGKey); got dtype {key.dtype}")
+    return np.asarray(key), {"typed": False, "impl": None, "shape": list(key.shape)}
+
+
+def _check_counter(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(f"save_checkpoint: {name} must be an int >= 0; got {value!r}")
+    return int(value)
+
+
+def _write_archive(file, manifest: dict[str, Any], members: list[tuple[str, np.ndarray]]):
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in members:
+            with archive.open(name, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+        archive.writestr(MANIFEST, json.dumps(manifest, indent=1, allow_nan=False))
+
+
+def _fsync_directory(directory: Path) -> None:
+    if os.name != "posix":
+        return  # directories cannot be opened for fsync on Windows
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    *,
+    step: int,
+    epoch: int,
+    params: PyTree,
+    opt_state: PyTree,
+    key: jax.Array,
+    settings: dict[str, Any],
+    keep: int | None = 3,
+) -> Path:
+    """Write ``DIR/step_<step>.npz`` atomically and keep only the newest ``keep`` checkpoints.
+
+    Args:
+      directory: the checkpoint directory (created if missing).
+      step, epoch: counters ``>= 0``; ``step`` names the file (an existing checkpoint of the
+        same step is replaced, atomically).
+      params, opt_state: pytrees of arrays (array-likes: Python and NumPy scalars too).
+      key: a ``jax.random.key`` (or a legacy raw ``uint32`` key).
+      settings: a JSON-able dict (tuples come back as lists).
+      keep: how many checkpoints to keep, newest by step (the one just written is always
+        kept); ``None`` keeps all.
+
+    Returns:
+      The path of the checkpoint written.
+    """
+    step, epoch = _check_counter("step", step), _check_counter("epoch", epoch)
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ValueError(f"save_checkpoint: keep must be an int >= 1 or None; got {keep!r}")
+    if not isinstance(settings, dict):
+        raise TypeError(f"save_checkpoint: settings must be a dict; got {type(settings).__name__}")
+    try:
+        json.dumps(settings, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"save_checkpoint: settings must be JSON-able: {error}") from None
+
+    key_data, key_info = _key_record(key)
+    members: list[tuple[str, np.ndarray]] = []
+    trees: dict[str, Any] = {}
+    seen: set[str] = set()
+    for tree_name, tree in (("params", params), ("opt_state", opt_state), ("key", key_data)):
+        leaves, treedef = _flatten(tree)
+        records = []
+        for path, leaf in leaves:
+            array = _host_array(leaf)
+            if array.dtype.hasobject:
+                raise TypeError(f"save_checkpoint: {tree_name}/{path} is not an array of numbers "
+                                f"(dtype {array.dtype}); checkpoints store no Python objects")
+            stored = _storable(array)
+            member = f"{tree_name}/{path}.npy" if path else f"{tree_name}.npy"
+            if member in seen:
+                raise ValueError(f"save_checkpoint: two leaves of {tree_name} share the path "
+                                 f"{path!r} (a dict key containing '/'?)")
+            seen.add(member)
+            members.append((member, stored))
+            records.append({"path": path, "member": member, "shape": list(array.shape),
+                            "dtype": array.dtype.name, "stored_dtype": stored.dtype.str,
+                            "sha256": hashlib.sha256(stored.tobytes()).hexdigest()})
+        trees[tree_name] = {"treedef": str(treedef), "leaves": records}
+    manifest = {"format": FORMAT, "version": VERSION, "step": step, "epoch": epoch,
+                "settings": settings, "key": key_info, "jax_version": jax.__version__,
+                "trees": trees}
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _remove_stray_temporaries(directory)
+    final = directory / checkpoint_name(step)
+    temporary = directory / f"{_TEMP_PREFIX}{step:08d}-{uuid.uuid4().hex}{SUFFIX}"
+    try:
+        with open(temporary, "wb") as file:
+            _write_archive(file, manifest, members)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    _fsync_directory(directory)
+    if keep is not None:
+        _prune(directory, keep, final)
+    return final
+
+
+def _remove_stray_temporaries(directory: Path) -> None:
+    for entry in directory.glob(f"{_TEMP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            entry.unlink()
+
+
+def _prune(directory: Path, keep: int, just_written: Path) -> None:
+    others = [p for p in list_checkpoints(directory) if p != just_written]
+    for path in others[: max(0, len(others) - (keep - 1))]:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+# --- restore -------------------------------------------------------------------------------
+
+
+def _describe(shape, dtype) -> str:
+    return f"{tuple(shape)} {jnp.dtype(dtype).name}"
+
+
+def _leaf_spec(leaf: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a target leaf: an array, a ``ShapeDtypeStruct`` or a Python scalar."""
+    if not (_is_array(leaf) or isinstance(leaf, jax.ShapeDtypeStruct)):
+        leaf = jnp.asarray(leaf)
+    return tuple(leaf.shape), jnp.dtype(leaf.dtype)
+
+
+def _open(path: Path) -> tuple[zipfile.ZipFile, dict[str, Any]]:
+    """The open archive and its manifest, or :class:`CorruptCheckpointError`."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise CorruptCheckpointError(f"{path}: not a readable zip archive (truncated or "
+                                     f"damaged?): {error}") from None
+    try:
+        try:
+            manifest = json.loads(archive.read(MANIFEST))
+        except KeyError:
+            raise CorruptCheckpointError(f"{path}: no {MANIFEST} in the archive") from None
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as error:
+            raise CorruptCheckpointError(f"{path}: {MANIFEST} is unreadable: {error}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise CorruptCheckpointError(f"{path}: {MANIFEST} is not an {FORMAT} manifest")
+        if manifest.get("version") != VERSION:
+            raise CheckpointError(f"{path}: format version {manifest.get('version')!r} is not "
+                                  f"supported (this fnnet reads version {VERSION})")
+        return archive, manifest
+    except BaseException:
+        archive.close()
+        raise
+
+
+def _match(path: Path, tree_name: str, records: list[dict[str, Any]], like: PyTree):
+    """Pair each leaf of ``like`` with its record, or :class:`CheckpointError` naming leaves."""
+    leaves, treedef = _flatten(like)
+    by_path = {r["path"]: r for r in records}
+    wanted = [p for p, _ in leaves]
+    missing = [p for p in wanted if p not in by_path]
+    extra = [p for p in by_path if p not in set(wanted)]
+    problems = []
+    if missing:
+        problems.append(f"leaves the model has but the checkpoint lacks: "
+                        f"{', '.join(f'{tree_name}/{p}' for p in missing)}")
+    if extra:
+        problems.append(f"leaves the checkpoint has but the model lacks: "
+                        f"{', '.join(f'{tree_name}/{p}' for p in extra)}")
+    for leaf_path, leaf in leaves:
+        record = by_path.get(leaf_path)
+        if record is None:
+            continue
+        shape, dtype = _leaf_spec(leaf)
+        if tuple(record["shape"]) != shape or jnp.dtype(record["dtype"]) != dtype:
+            problems.append(f"{tree_name}/{leaf_path}: checkpoint has shape "
+                            f"{_describe(record['shape'], record['dtype'])}, model expects "
+                            f"{_describe(shape, dtype)}")
+    if problems:
+        raise CheckpointError(f"{path}: {tree_name} does not match the target structure:\n  "
+                              + "\n  ".join(problems))
+    return [(by_path[p], leaf) for p, leaf in leaves], treedef
+
+
+def _check_record(record: dict[str, Any]) -> None:
+    """``KeyError``/``TypeError``/``ValueError`` unless ``record`` is a well-formed leaf record."""
+    for field in ("path", "member", "dtype", "stored_dtype", "sha256"):
+        if not isinstance(record[field], str):
+            raise TypeError(f"leaf field {field!r} is not a string: {record[field]!r}")
+    if not all(isinstance(n, int) and n >= 0 for n in record["shape"]):
+        raise ValueError(f"leaf shape is not a list of sizes: {record['shape']!r}")
+    jnp.dtype(record["dtype"])  # raises TypeError for an unknown dtype name
+    np.dtype(record["stored_dtype"])
+
+
+def _read_leaf(path: Path, archive: zipfile.ZipFile, tree_name: str,
+               record: dict[str, Any]) -> np.ndarray:
+    name = f"{tree_name}/{record['path']}"
+    try:
+        raw = archive.read(record["member"])
+    except KeyError:
+        raise CorruptCheckpointError(f"{path}: member {record['member']!r} ({name}) is "
+                                     f"missing") from None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
+        raise CorruptCheckpointError(f"{path}: member {record['member']!r} ({name}) is "
+                                     f"unreadable: {error}") from None
+    try:
+        stored = np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise CorruptCheckpointError(f"{path}: {name} is not a valid .npy array: "
+                                     f"{error}") from None
+    if (list(stored.shape) != list(record["shape"])
+            or stored.dtype != np.dtype(record["stored_dtype"])):
+        raise CorruptCheckpointError(f"{path}: {name} holds {_describe(stored.shape, stored.dtype)}"
+                                     f" but the manifest says "
+                                     f"{tuple(record['shape'])} {record['stored_dtype']}")
+    if hashlib.sha256(stored.tobytes()).hexdigest() != record["sha256"]:
+        raise CorruptCheckpointError(f"{path}: {name} fails its SHA-256 check (the data is "
+                                     f"damaged)")
+    dtype = jnp.dtype(record["dtype"])
+    return stored.view(dtype) if stored.dtype != dtype else stored
+
+
+def _to_device(path: Path, name: str, array: np.ndarray, like: Any) -> jax.Array | np.ndarray:
+    """``array`` as ``like`` holds it: NumPy for a NumPy leaf, else a jax array on ``like``'s
+    sharding (a jax array's, or a ``ShapeDtypeStruct``'s if set), else the default device."""
+    if isinstance(like, np.ndarray | np.generic):
+        return array
+    sharding = None
+    if isinstance(like, jax.Array | jax.ShapeDtypeStruct):
+        with contextlib.suppress(Exception):  # e.g. a tracer: no concrete placement
+            sharding = like.sharding
+    restored = jnp.asarray(array) if sharding is None else jax.device_put(array, sharding)
+    if restored.dtype != array.dtype:
+        raise CheckpointError(f"{path}: {name} is {array.dtype.name} but jax made it "
+                              f"{restored.dtype.name} (enable jax_enable_x64 for 64-bit types)")
+    return restored
+
+
+def _restore_tree(path: Path, archive: zipfile.ZipFile, tree_name: str,
+                  pairs: list[tuple[dict[str, Any], Any]], treedef) -> PyTree:
+    leaves = []
+    for record, like in pairs:
+        array = _read_leaf(path, archive, tree_name, record)
+        leaves.append(_to_device(path, f"{tree_name}/{record['path']}", array, like))
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def _restore_file(path: Path, params_like: PyTree, opt_state_like: PyTree) -> Checkpoint:
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    archive, manifest = _open(path)
+    with archive:
+        try:
+            trees = manifest["trees"]
+            step, epoch = int(manifest["step"]), int(manifest["epoch"])
+            settings, key_info = manifest["settings"], manifest["key"]
+            key_records = trees["key"]["leaves"]
+            params_records, opt_records = trees["params"]["leaves"], trees["opt_state"]["leaves"]
+            for record in (*key_records, *params_records, *opt_records):
+                _check_record(record)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CorruptCheckpointError(f"{path}: {MANIFEST} lacks or garbles a field: "
+                                         f"{error!r}") from None
+        params_pairs, params_def = _match(path, "params", params_records, params_like)
+        opt_pairs, opt_def = _match(path, "opt_state", opt_records, opt_state_like)
+        params = _restore_tree(path, archive, "params", params_pairs, params_def)
+        opt_state = _restore_tree(path, archive, "opt_state", opt_pairs, opt_def)
+        if len(key_records) != 1:
+            raise CorruptCheckpointError(f"{path}: the key should be one array; the manifest "
+                                         f"lists {len(key_records)}")
+        key_data = _read_leaf(path, archive, "key", key_records[0])
+        if key_info.get("typed"):
+            key = jax.random.wrap_key_data(jnp.asarray(key_data), impl=key_info["impl"])
+        else:
+            key = jnp.asarray(key_data)
+    return Checkpoint(step, epoch, params, opt_state, key, settings, path)
+
+
+def read_settings(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``settings`` stored in one checkpoint file (its manifest only; arrays unread)."""
+    archive, manifest = _open(Path(path))
+    archive.close()
+    return manifest.get("settings", {})
+
+
+def restore_checkpoint(
+    directory_or_path: str | os.PathLike,
+    *,
+    params_like: PyTree,
+    opt_state_like: PyTree,
+) -> Checkpoint:
+    """Restore one checkpoint into the structure of ``params_like`` and ``opt_state_like``.
+
+    Args:
+      directory_or_path: a checkpoint file, or a directory (its newest checkpoint, with no
+        fallback: see :func:`restore_latest`).
+      params_like, opt_state_like: pytrees of the target structure, e.g. freshly initialised
+        params and ``optimizer.init(params)``; leaves may be arrays or
+        ``jax.ShapeDtypeStruct``. Restored arrays go on a like leaf's sharding (a jax array's,
+        or a ``ShapeDtypeStruct``'s when it has one), else on the default device; NumPy like
+        leaves get NumPy arrays.
+
+    Returns:
+      A :class:`Checkpoint`.
+
+    Raises:
+      CheckpointError: a leaf's shape or dtype differs, or a leaf is missing or extra (each
+        named by its path); :class:`CorruptCheckpointError` for a damaged file.
+      FileNotFoundError: no such file, or no checkpoint in the directory.
+    """
+    path = Path(directory_or_path)
+    if path.is_dir():
+        newest = latest_checkpoint(path)
+        if newest is None:
+            raise FileNotFoundError(f"no checkpoint (step_*.npz) in {path}")
+        path = newest
+    return _restore_file(path, params_like, opt_state_like)
+
+
+def restore_latest(
+    directory: str | os.PathLike,
+    *,
+    params_like: PyTree,
+    opt_state_like: PyTree,
+) -> Checkpoint:
+    """Restore the newest *valid* checkpoint in ``directory``, newest step first.
+
+    A corrupt checkpoint (truncated, bad checksum, missing manifest) gives a ``UserWarning``
+    naming the file and the fault, and the one before is tried. A structure mismatch is not
+    corruption and is raised at once (older checkpoints of the same run would not fit either).
+
+    Raises:
+      FileNotFoundError: no checkpoint in ``directory``.
+      CheckpointError: none is valid (the message lists each file tried and why), or a
+        structure mismatch (see :func:`restore_checkpoint`).
+    """
+    paths = list_checkpoints(directory)
+    if not paths:
+        raise FileNotFoundError(f"no checkpoint (step_*.npz) in {directory}")
+    tried = []
+    for path in reversed(paths):
+        try:
+            return _restore_file(path, params_like, opt_state_like)
+        except (CorruptCheckpointError, FileNotFoundError) as error:
+            warnings.warn(f"skipping corrupt checkpoint {error}", stacklevel=2)
+            tried.append(str(error))
+    raise CheckpointError(f"no valid checkpoint in {directory}; tried, newest first:\n  "
+                          + "\n  ".join(tried))
