@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 EXIT_USAGE = 2
+EXIT_NON_FINITE = 3
+EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +37,10 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
     return value
+
+
+def _device_count(text: str) -> int | str:
+    return text if text == "all" else _positive_int(text)
 
 
 def _positive_float(text: str) -> float:
@@ -99,6 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     run = train.add_argument_group("run")
     run.add_argument("--device", choices=("cpu", "gpu"), default=None,
                      help="restrict to this kind of device (default: JAX's default device)")
+    run.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                     help="bf16 = float32 master params and optimiser state, matmuls and "
+                          "activations in bfloat16")
+    scale = train.add_argument_group("many devices and hosts")
+    scale.add_argument("--devices", type=_device_count, default=None, metavar="N|all",
+                       help="data parallel over N devices (or all): params replicated, each "
+                            "batch split across devices; --batch-size must divide by N")
+    scale.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="multi-host: address of process 0 (jax.distributed.initialize)")
+    scale.add_argument("--num-processes", type=_positive_int, default=None)
+    scale.add_argument("--process-id", type=int, default=None)
+    ckpt = train.add_argument_group("checkpoints")
+    ckpt.add_argument("--checkpoint-dir", type=Path, default=None,
+                      help="save params, optimiser state, RNG key, step and settings here")
+    ckpt.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="K",
+                      help="save every K epochs (and at the end, and on Ctrl-C)")
+    ckpt.add_argument("--resume", action="store_true",
+                      help="continue from the newest complete checkpoint in --checkpoint-dir")
     run.add_argument("--out", type=Path, default=None,
                      help="write settings, per-epoch history and summary as JSON here")
     run.add_argument("--plot", type=Path, default=None,
@@ -111,6 +135,32 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not use JAX's persistent compilation cache "
                           "(~/.cache/fnnet/jax, or $FNNET_COMPILE_CACHE)")
     train.set_defaults(handler=_train)
+
+    check = commands.add_parser(
+        "gradcheck", help="compare manual, autodiff and numerical gradients per parameter",
+        description="The book's chapter-5 gradient check, done properly: for every parameter "
+                    "leaf of the net, the hand-derived gradient against jax.grad of the "
+                    "reference and against central differences (in float64), on real samples. "
+                    "Exits 1 if any leaf is out of tolerance.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    check.add_argument("--net", choices=("two-layer", "mlp"), default="two-layer")
+    check.add_argument("--hidden", type=_positive_int, action="append", default=None,
+                       metavar="SIZE", help="hidden width; repeat for an mlp (default: 50)")
+    check.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    check.add_argument("--init", choices=("normal", "xavier", "he"), default="normal")
+    check.add_argument("--dataset", choices=DATASETS, default="digits")
+    check.add_argument("--data-dir", type=Path, default=None)
+    check.add_argument("--batch-size", type=_positive_int, default=3,
+                       help="number of real training samples in the checked batch")
+    check.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                       help="dtype of params and both backward passes (the numerical "
+                            "reference is always float64)")
+    check.add_argument("--max-entries", type=_positive_int, default=64,
+                       help="entries per leaf checked numerically (a seeded random subset)")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--json", type=Path, default=None, metavar="PATH",
+                       help="also write the report as JSON")
+    check.set_defaults(handler=_gradcheck)
     return parser
 
 
@@ -153,17 +203,62 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
             f"test acc {record['test_acc']:.4f}  {record['steps_per_s']:,.0f} steps/s")
 
 
+# Settings that fix the trajectory: a resumed run must agree on them.
+RESUME_KEYS = ("dataset", "net", "hidden", "activation", "init", "optimizer", "lr",
+               "batch_size", "sampling", "seed", "precision")
+
+
+def _settings(args: argparse.Namespace, hidden: list[int]) -> dict[str, Any]:
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k != "handler"}
+    settings["hidden"] = hidden
+    return settings
+
+
+def _check_resume_settings(directory: Path, settings: dict[str, Any]) -> None:
+    from fnnet import checkpoint
+
+    path = checkpoint.latest_checkpoint(directory)
+    if path is None:
+        return
+    saved = checkpoint.read_settings(path)
+    changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} → {settings[k]!r}"
+               for k in RESUME_KEYS if saved.get(k) != settings[k]]
+    if changed:
+        raise UsageError(f"--resume: {path} was written with other settings ("
+                         f"{'; '.join(changed)}); use them or another --checkpoint-dir")
+
+
+def _start_distributed(args: argparse.Namespace) -> None:
+    multi = (args.coordinator, args.num_processes, args.process_id)
+    if all(v is None for v in multi):
+        return
+    if any(v is None for v in multi):
+        raise UsageError("multi-host needs all of --coordinator, --num-processes, --process-id")
+    from fnnet.parallel import initialize_distributed
+
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    if args.devices is None:
+        args.devices = "all"
+
+
 def _train(args: argparse.Namespace) -> int:
+    _start_distributed(args)
     import jax
     from tqdm.auto import tqdm
 
     import fnnet
     from fnnet.data import load_dataset
     from fnnet.optim import get_optimizer
-    from fnnet.train import epoch_plan, fit
+    from fnnet.precision import with_precision
+    from fnnet.train import NonFiniteLossError, epoch_plan, fit
 
     hidden = _hidden_sizes(args)
     device = _select_device(args.device)
+    if args.devices is not None and device is not None:
+        raise UsageError("give --device or --devices, not both")
+    if args.resume and args.checkpoint_dir is None:
+        raise UsageError("--resume needs --checkpoint-dir")
     if args.plot is not None:
         _require_matplotlib()
     if not args.no_compile_cache:
@@ -173,47 +268,88 @@ def _train(args: argparse.Namespace) -> int:
     if args.batch_size > len(data.x_train):
         raise UsageError(f"--batch-size {args.batch_size} is larger than the {args.dataset} "
                          f"training set ({len(data.x_train)} examples)")
-    epochs = args.epochs if args.epochs is not None or args.steps is not None else 20
-    plan = epoch_plan(len(data.x_train), args.batch_size, epochs=epochs, steps=args.steps)
-    net = fnnet.multi_layer_net(data.x_train.shape[1], hidden, data.num_classes,
-                                activation=args.activation, weight_init=args.init,
-                                grads=args.grads)
+    if args.epochs is None and args.steps is None:
+        args.epochs = 20
+    plan = epoch_plan(len(data.x_train), args.batch_size, epochs=args.epochs, steps=args.steps)
+    settings = _settings(args, hidden)
+    if args.resume:
+        _check_resume_settings(args.checkpoint_dir, settings)
+    net = with_precision(fnnet.multi_layer_net(
+        data.x_train.shape[1], hidden, data.num_classes, activation=args.activation,
+        weight_init=args.init, grads=args.grads), args.precision)
     init_key, data_key = jax.random.split(jax.random.key(args.seed))
-    platform_name = (device or jax.devices()[0]).platform
+    where = (f"{len(jax.devices()) if args.devices == 'all' else args.devices} devices"
+             if args.devices is not None else (device or jax.devices()[0]).platform)
     print(f"fnnet train: {args.dataset} ({len(data.x_train)} train / {len(data.x_test)} test), "
           f"{args.net} {data.x_train.shape[1]}-{'-'.join(map(str, hidden))}-"
           f"{data.num_classes} {args.activation}, grads={args.grads}, "
           f"optimizer={args.optimizer} lr={args.lr}, batch {args.batch_size}, "
-          f"{sum(plan)} steps on {platform_name}", flush=True)
+          f"{sum(plan)} steps on {where} ({args.precision})", flush=True)
 
     def report(record: dict[str, Any]) -> None:
         if record["epoch"] % args.log_every == 0 or record["epoch"] == len(plan):
             tqdm.write(_epoch_line(record, len(plan)))
 
-    _params, history = fit(net, net.init(init_key), data,
-                          optimizer=get_optimizer(args.optimizer, args.lr), key=data_key,
-                          batch_size=args.batch_size, epochs=epochs if args.steps is None
-                          else None, steps=args.steps, sampling=args.sampling, device=device,
-                          progress=not args.no_progress, on_epoch=report)
+    try:
+        _params, history = fit(
+            net, net.init(init_key), data, optimizer=get_optimizer(args.optimizer, args.lr),
+            key=data_key, batch_size=args.batch_size, epochs=args.epochs if args.steps is None
+            else None, steps=args.steps, sampling=args.sampling, device=device,
+            devices=args.devices, checkpoint_dir=args.checkpoint_dir,
+            checkpoint_every=args.checkpoint_every, resume=args.resume, settings=settings,
+            progress=not args.no_progress, on_epoch=report)
+    except NonFiniteLossError as error:
+        print(f"fnnet train: error: {error}", file=sys.stderr)
+        return EXIT_NON_FINITE
+    except KeyboardInterrupt:
+        saved = f"; checkpoint in {args.checkpoint_dir}" if args.checkpoint_dir else ""
+        print(f"fnnet train: interrupted{saved}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not history.epoch:
+        print(f"done: the checkpoint in {args.checkpoint_dir} already covers all "
+              f"{sum(plan)} steps")
+        return 0
     last = history.last()
     summary = {
         "test_acc": last["test_acc"], "train_acc": last["train_acc"],
         "test_loss": last["test_loss"], "steps": last["step"], "epochs": last["epoch"],
         "train_s": last["wall_s"], "compile_s": history.compile_s,
-        "steps_per_s": last["step"] / last["wall_s"],
+        "steps_per_s": (last["step"] - history.start_step) / last["wall_s"],
     }
-    print(f"done: {summary['steps']} steps in {summary['train_s']:.2f} s "
+    print(f"done: {summary['steps']} steps, {summary['train_s']:.2f} s training "
           f"({summary['steps_per_s']:,.0f} steps/s; compile {summary['compile_s']:.2f} s); "
           f"test accuracy {summary['test_acc']:.4f}, train accuracy {summary['train_acc']:.4f}")
+    if jax.process_index() != 0:
+        return 0
     if args.out is not None:
-        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                    if k not in ("handler",)}
-        settings["hidden"] = hidden
-        settings["epochs"] = epochs if args.steps is None else None
         _write_json(args.out, {"settings": settings, "summary": summary,
                                "history": history.to_dict(), "environment": _environment()})
     if args.plot is not None:
         plot_history(history, args.plot, title=f"{args.dataset}, {args.net}, {args.grads}")
+    return 0
+
+
+def _gradcheck(args: argparse.Namespace) -> int:
+    from fnnet.gradcheck import gradcheck_model
+
+    hidden = _hidden_sizes(args)
+    report = gradcheck_model(
+        net="two-layer" if args.net == "two-layer" else "multi-layer", hidden=hidden,
+        activation=args.activation, weight_init=args.init, dataset=args.dataset,
+        batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
+        data_dir=None if args.data_dir is None else str(args.data_dir),
+        max_entries=args.max_entries)
+    print(f"fnnet gradcheck: {args.net} ({'-'.join(map(str, hidden))} hidden, "
+          f"{args.activation}, init {args.init}) on {args.batch_size} {args.dataset} samples, "
+          f"{args.dtype}")
+    print(report.format_table())
+    if args.json is not None:
+        _write_json(args.json, {"settings": _settings(args, hidden), "report": report.to_dict(),
+                                "environment": _environment()})
+    if not report.ok:
+        print(f"fnnet gradcheck: out of tolerance: {', '.join(report.failures)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

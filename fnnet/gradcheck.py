@@ -515,8 +515,8 @@ def gradcheck_model(
     :func:`~fnnet.layers.multi_layer_net`, inits params with ``jax.random.key(seed)`` and runs
     :func:`compare_model_grads`.
 
-    Float64 is switched on with ``jax.config.update("jax_enable_x64", True)`` for either
-    ``dtype``: this is **process-wide** and stays on after the call. For ``dtype="float64"``
+    Float64 is switched on (``jax_enable_x64``) for the duration of the call, for either
+    ``dtype``, and the previous setting is restored afterwards. For ``dtype="float64"``
     everything runs in float64; for ``dtype="float32"`` the params, inputs, forward and both
     backward passes stay float32 and only the numerical reference is float64 (a float32
     central difference is too coarse to judge a float32 gradient, see
@@ -534,8 +534,6 @@ def gradcheck_model(
       data_dir: extra directory searched for IDX files.
       max_entries, numerical: as for :func:`compare_grads`.
     """
-    from fnnet.data import load_dataset  # data loading is only needed here
-
     if net not in NETS:
         raise ValueError(f"gradcheck_model: net must be one of {NETS}; got {net!r}")
     if dtype not in ("float32", "float64"):
@@ -547,7 +545,19 @@ def gradcheck_model(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"gradcheck_model: batch_size must be an integer >= 1; "
                          f"got {batch_size!r}")
-    jax.config.update("jax_enable_x64", True)  # process-wide: see the docstring
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)  # restored below: the report holds floats
+    try:
+        return _gradcheck_on_samples(net, hidden, activation, weight_init, dataset, batch_size,
+                                     dtype, seed, data_dir, max_entries, numerical)
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+def _gradcheck_on_samples(net, hidden, activation, weight_init, dataset, batch_size, dtype,
+                          seed, data_dir, max_entries, numerical) -> GradReport:
+    from fnnet.data import load_dataset  # data loading is only needed here
+
     data = load_dataset(dataset, data_dir=data_dir)
     if batch_size > len(data.x_train):
         raise ValueError(f"gradcheck_model: batch_size must be <= {len(data.x_train)} (the "

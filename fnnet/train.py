@@ -18,17 +18,21 @@ Sampling:
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from fnnet import checkpoint, parallel
 from fnnet.layers import Model
 
 Params = Any
@@ -144,7 +148,8 @@ class History:
     ``loss`` is the mean training loss over the epoch's steps (each before its update);
     ``train_*``/``test_*`` are evaluated after the epoch. ``wall_s`` is cumulative training
     time (evaluation excluded); ``steps_per_s`` is the epoch's steps over its training time.
-    ``compile_s`` is the time spent compiling the fused epochs (kept out of ``wall_s``).
+    ``compile_s`` is the time spent compiling the fused epochs (kept out of ``wall_s``);
+    ``start_step`` is the step the run started from (non-zero after resuming).
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -157,6 +162,7 @@ class History:
     wall_s: list[float] = field(default_factory=list)
     steps_per_s: list[float] = field(default_factory=list)
     compile_s: float = 0.0
+    start_step: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,6 +191,45 @@ def epoch_plan(num_examples: int, batch_size: int, *, epochs: int | None,
     return [*plan, steps % per_epoch] if steps % per_epoch else plan
 
 
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss; ``step`` is the first bad step (1-based).
+
+    The parameters of the epoch that contains it are discarded, never checkpointed.
+    ``checkpoint`` is the last good checkpoint written by this run or resumed from (or None).
+    """
+
+    def __init__(self, message: str, *, step: int, checkpoint: Path | None):
+        super().__init__(message)
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+class _Placement:
+    """Where arrays live: one device (``device``) or replicated/sharded over a data mesh."""
+
+    def __init__(self, device: jax.Device | None, devices: Any, batch_size: int):
+        self.mesh = None if devices is None else parallel.data_mesh(devices)
+        self.device = device
+        if self.mesh is not None:
+            if device is not None:
+                raise ValueError("give device or devices, not both")
+            parallel.check_batch_divides(batch_size, self.mesh)
+
+    def replicate(self, tree: Any) -> Any:
+        if self.mesh is None:
+            return jax.device_put(tree, self.device)
+        return parallel.put(tree, parallel.replicated(self.mesh))
+
+    def batch_indices(self, indices: jax.Array) -> jax.Array:
+        if self.mesh is None:
+            return indices
+        return parallel.put(np.asarray(indices), parallel.batch_sharded(self.mesh, 2, 1))
+
+    def local(self, tree: Any) -> Any:
+        """Values this process can read (evaluation, checkpoints)."""
+        return tree if self.mesh is None else parallel.local_copy(tree)
+
+
 def fit(
     model: Model,
     params: Params,
@@ -198,6 +243,11 @@ def fit(
     sampling: str = "shuffle",
     eval_batch_size: int = 1000,
     device: jax.Device | None = None,
+    devices: int | str | Sequence[jax.Device] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
+    settings: dict[str, Any] | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[Params, History]:
@@ -208,60 +258,124 @@ def fit(
       params: initial parameter pytree (not modified; copies are put on the device).
       data: anything with ``x_train, t_train, x_test, t_test`` (e.g. :class:`fnnet.data.Dataset`).
       optimizer: an ``optax.GradientTransformation`` (e.g. :func:`fnnet.optim.sgd`).
-      key: ``jax.random`` key for the minibatch order.
+      key: ``jax.random`` key for the minibatch order; epoch ``e`` uses ``fold_in(key, e)``.
       batch_size: examples per step, ``1 ≤ batch_size ≤ N_train``.
       epochs / steps: exactly one; ``steps`` may end in a partial epoch.
       sampling: ``"shuffle"`` or ``"replacement"`` (see the module docstring).
-      device: where to run (default: JAX's default device).
+      device: run on this one device (default: JAX's default device).
+      devices: data parallel instead: ``"all"``, a count, or a list of devices (see
+        :mod:`fnnet.parallel`); ``batch_size`` must divide by the device count.
+      checkpoint_dir: save params, optimiser state, key, step, epoch and ``settings`` there
+        every ``checkpoint_every`` epochs and at the end (see :mod:`fnnet.checkpoint`).
+      resume: continue from the newest complete checkpoint in ``checkpoint_dir`` (the
+        history then holds the epochs run by this call only).
+      settings: JSON-able description of the run, stored in checkpoints.
       progress: show a tqdm bar over the steps.
       on_epoch: called with each epoch's record (a dict) after it is evaluated.
 
     Returns:
       ``(params, history)``.
+
+    Raises:
+      NonFiniteLossError: a step's loss was NaN or infinite (training stops there).
+      KeyboardInterrupt: re-raised after saving a checkpoint of the last finished epoch
+        (when ``checkpoint_dir`` is given).
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}; got {sampling!r}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1; got {checkpoint_every}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume needs a checkpoint_dir")
     num_examples = len(data.x_train)
     plan = epoch_plan(num_examples, batch_size, epochs=epochs, steps=steps)
-    x_train, t_train, x_test, t_test = jax.device_put(
-        (data.x_train, data.t_train, data.x_test, data.t_test), device)
-    params = jax.device_put(jax.tree.map(jnp.array, params), device)
-    opt_state = optimizer.init(params)
+    place = _Placement(device, devices, batch_size)
+    x_train, t_train = place.replicate((data.x_train, data.t_train))
+    eval_device = device if place.mesh is None else jax.local_devices()[0]
+    eval_sets = jax.device_put(
+        {"train": (data.x_train, data.t_train), "test": (data.x_test, data.t_test)}, eval_device)
+    params = place.replicate(jax.tree.map(np.asarray, params))
+    opt_state = jax.jit(optimizer.init)(params)
+    state = _RunState(epoch=0, step=0, checkpoint=None, saved_step=-1)
+    if resume and checkpoint.list_checkpoints(checkpoint_dir):
+        restored = checkpoint.restore_latest(checkpoint_dir, params_like=place.local(params),
+                                             opt_state_like=place.local(opt_state))
+        params, opt_state = place.replicate((restored.params, restored.opt_state))
+        key = restored.key
+        state = _RunState(epoch=restored.epoch, step=restored.step, checkpoint=restored.path,
+                          saved_step=restored.step)
+
+    def save() -> None:
+        if checkpoint_dir is not None and jax.process_index() == 0:
+            state.checkpoint = checkpoint.save_checkpoint(
+                checkpoint_dir, step=state.step, epoch=state.epoch,
+                params=place.local(params), opt_state=place.local(opt_state), key=key,
+                settings=settings or {})
+            state.saved_step = state.step
+
     epoch_fn = make_epoch(model.loss, optimizer)
     compiled: dict[int, Callable] = {}
-    history = History()
-    done = 0
-    bar = tqdm(total=sum(plan), unit="step", disable=not progress, leave=False)
+    history = History(start_step=state.step)
+    bar = tqdm(total=sum(plan), initial=min(state.step, sum(plan)), unit="step",
+               disable=not progress, leave=False)
     try:
-        for epoch, num_steps in enumerate(plan, start=1):
-            indices = batch_indices(jax.random.fold_in(key, epoch), num_examples=num_examples,
-                                    batch_size=batch_size, num_steps=num_steps,
-                                    sampling=sampling)
+        for epoch in range(state.epoch + 1, len(plan) + 1):
+            num_steps = plan[epoch - 1]
+            indices = place.batch_indices(batch_indices(
+                jax.random.fold_in(key, epoch), num_examples=num_examples,
+                batch_size=batch_size, num_steps=num_steps, sampling=sampling))
             if num_steps not in compiled:
                 start = time.perf_counter()
                 compiled[num_steps] = epoch_fn.lower(
                     params, opt_state, x_train, t_train, indices).compile()
                 history.compile_s += time.perf_counter() - start
             start = time.perf_counter()
-            params, opt_state, losses = compiled[num_steps](
+            new_params, new_opt_state, losses = compiled[num_steps](
                 params, opt_state, x_train, t_train, indices)
-            mean_loss = float(jnp.mean(losses))  # waits for the epoch to finish
+            losses = np.asarray(place.local(losses))  # waits for the epoch to finish
             seconds = time.perf_counter() - start
-            done += num_steps
+            if not np.all(np.isfinite(losses)):
+                bad = int(np.argmax(~np.isfinite(losses)))
+                where = state.checkpoint or "none"
+                raise NonFiniteLossError(
+                    f"non-finite loss ({losses[bad]}) at step {state.step + bad + 1} (epoch "
+                    f"{epoch}); stopped without keeping that epoch's parameters; last good "
+                    f"checkpoint: {where}", step=state.step + bad + 1,
+                    checkpoint=state.checkpoint)
+            params, opt_state = new_params, new_opt_state
+            state.epoch, state.step = epoch, state.step + num_steps
             bar.update(num_steps)
-            train_loss, train_acc = evaluate(model.apply, params, x_train, t_train,
+            local_params = place.local(params)
+            train_loss, train_acc = evaluate(model.apply, local_params, *eval_sets["train"],
                                              batch_size=eval_batch_size)
-            test_loss, test_acc = evaluate(model.apply, params, x_test, t_test,
+            test_loss, test_acc = evaluate(model.apply, local_params, *eval_sets["test"],
                                            batch_size=eval_batch_size)
-            record = dict(epoch=epoch, step=done, loss=mean_loss, train_loss=train_loss,
-                          train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
+            record = dict(epoch=epoch, step=state.step, loss=float(np.mean(losses)),
+                          train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
+                          test_acc=test_acc,
                           wall_s=(history.wall_s[-1] if history.wall_s else 0.0) + seconds,
                           steps_per_s=num_steps / seconds if seconds > 0 else math.inf)
             for name, value in record.items():
                 getattr(history, name).append(value)
-            bar.set_postfix(loss=f"{mean_loss:.4f}", test_acc=f"{test_acc:.4f}")
+            if epoch % checkpoint_every == 0 or epoch == len(plan):
+                save()
+            bar.set_postfix(loss=f"{record['loss']:.4f}", test_acc=f"{test_acc:.4f}")
             if on_epoch is not None:
                 on_epoch(record)
+    except KeyboardInterrupt:
+        if state.saved_step != state.step:
+            save()
+        raise
     finally:
         bar.close()
     return params, history
+
+
+@dataclass
+class _RunState:
+    """Progress of a fit: the last finished epoch and step, the last checkpoint written."""
+
+    epoch: int
+    step: int
+    checkpoint: Path | None
+    saved_step: int

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import pytest
 
 from fnnet.cli import main
@@ -83,3 +84,39 @@ def test_python_dash_m_and_the_compile_cache(tmp_path):
                                capture_output=True, text=True, timeout=60).stdout
     for flag in ("--dataset", "--grads", "--optimizer", "--steps", "--device", "--plot"):
         assert flag in help_text
+
+
+def test_gradcheck_passes_for_the_two_layer_net_and_writes_json(tmp_path, capsys):
+    status = main(["gradcheck", "--net", "two-layer", "--dtype", "float64",
+                   "--json", str(tmp_path / "g.json")])
+    assert status == 0
+    out = capsys.readouterr().out
+    for leaf in ("affine1/W", "affine1/b", "affine2/W", "affine2/b"):
+        assert leaf in out
+    report = json.loads((tmp_path / "g.json").read_text())["report"]
+    assert report["ok"] is True
+    assert not jax.config.jax_enable_x64  # switched on for the check only
+
+
+def test_train_checkpoints_resume_and_refuse_changed_settings(tmp_path, capsys):
+    ckpt = ["--checkpoint-dir", str(tmp_path), *FAST]
+    assert main(["train", "--epochs", "2", *ckpt]) == 0
+    assert main(["train", "--epochs", "3", "--resume", *ckpt]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 3/3  step     42" in out and "epoch 1/3" not in out.split("done")[1]
+    with pytest.raises(SystemExit) as info:
+        raise SystemExit(main(["train", "--epochs", "4", "--resume", "--lr", "0.5", *ckpt]))
+    assert info.value.code == 2
+    assert "--lr 0.1 → 0.5" in capsys.readouterr().err
+
+
+def test_a_diverging_run_exits_3_naming_the_step(capsys):
+    assert main(["train", "--lr", "1e30", "--epochs", "2", *FAST]) == 3
+    assert "non-finite loss" in capsys.readouterr().err
+
+
+def test_bf16_and_multi_host_flag_checks(capsys):
+    assert main(["train", "--precision", "bf16", "--epochs", "1", *FAST]) == 0
+    assert "(bf16)" in capsys.readouterr().out
+    assert main(["train", "--coordinator", "127.0.0.1:1234", *FAST]) == 2
+    assert "needs all of --coordinator, --num-processes, --process-id" in capsys.readouterr().err

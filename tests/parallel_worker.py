@@ -1,0 +1,44 @@
+"""Run by tests/test_parallel.py in a fresh process (JAX's device count is fixed at start-up).
+
+Usage: python -m tests.parallel_worker OUT.npz DEVICES [COORDINATOR NUM_PROCESSES PROCESS_ID]
+
+Trains the two-layer net on digits for 20 steps (batch 64) with ``fit(..., devices=DEVICES)``
+and saves the final parameters; with a coordinator, joins a multi-process run first.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def main(argv: list[str]) -> None:
+    out, devices = argv[0], argv[1]
+    if len(argv) > 2:
+        from fnnet.parallel import initialize_distributed
+
+        initialize_distributed(argv[2], int(argv[3]), int(argv[4]))
+    import jax
+
+    import fnnet
+    from fnnet.data import load_digits
+    from fnnet.optim import sgd
+    from fnnet.train import fit
+
+    net = fnnet.two_layer_net(64, 32, 10, activation="sigmoid", weight_init="xavier")
+    params, history = fit(net, net.init(jax.random.key(0)), load_digits(), optimizer=sgd(0.5),
+                          key=jax.random.key(1), batch_size=64, steps=20, progress=False,
+                          devices=None if devices == "none" else
+                          ("all" if devices == "all" else int(devices)))
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    arrays = {jax.tree_util.keystr(path): np.asarray(leaf.addressable_data(0))
+              for path, leaf in leaves}
+    if jax.process_index() == 0:
+        replicas = len(jax.tree.leaves(params)[0].sharding.device_set)
+        np.savez(out, loss=np.array(history.loss), devices=len(jax.devices()),
+                 replicas=replicas, **arrays)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

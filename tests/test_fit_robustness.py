@@ -1,0 +1,110 @@
+"""fit under stress: checkpoints and exact resume, NaN losses, Ctrl-C, mixed precision."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import fnnet
+from fnnet.checkpoint import list_checkpoints, restore_checkpoint
+from fnnet.data import Dataset, load_digits
+from fnnet.optim import sgd
+from fnnet.precision import mixed_precision, with_precision
+from fnnet.train import NonFiniteLossError, fit
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_digits()
+
+
+def _net():
+    return fnnet.two_layer_net(64, 24, 10, activation="relu", weight_init="he")
+
+
+def _fit(data, **kwargs):
+    net = _net()
+    return fit(net, net.init(jax.random.key(0)), data, optimizer=sgd(0.1),
+               key=jax.random.key(1), batch_size=100, progress=False, **kwargs)
+
+
+def _assert_bit_identical(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_three_epochs_then_resume_for_three_equals_six_straight(digits, tmp_path):
+    straight, _ = _fit(digits, epochs=6)
+    _fit(digits, epochs=3, checkpoint_dir=tmp_path)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "step_00000014.npz", "step_00000028.npz", "step_00000042.npz"]
+    resumed, history = _fit(digits, epochs=6, checkpoint_dir=tmp_path, resume=True)
+    assert history.epoch == [4, 5, 6] and history.start_step == 42
+    _assert_bit_identical(straight, resumed)
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(digits, tmp_path):
+    fresh, _ = _fit(digits, epochs=2)
+    resumed, history = _fit(digits, epochs=2, checkpoint_dir=tmp_path / "new", resume=True)
+    assert history.epoch == [1, 2]
+    _assert_bit_identical(fresh, resumed)
+
+
+def test_a_nan_loss_stops_training_and_names_the_step_and_last_checkpoint(digits, tmp_path):
+    x = digits.x_train.copy()
+    x[700:] = np.nan  # the permutation of epoch 1 reaches these rows within a few steps
+    poisoned = digits._replace(x_train=x)
+    with pytest.raises(NonFiniteLossError) as info:
+        _fit(poisoned, epochs=2, checkpoint_dir=tmp_path)
+    error = info.value
+    assert error.step == 1 and error.checkpoint is None  # the very first batch has NaN rows
+    assert "non-finite loss (nan) at step 1 (epoch 1)" in str(error)
+    assert "last good checkpoint: none" in str(error)
+    assert list_checkpoints(tmp_path) == []  # nothing NaN was written
+
+
+def test_a_blow_up_after_a_checkpoint_names_that_checkpoint(digits, tmp_path):
+    net = _net()
+    _fit(digits, epochs=1, checkpoint_dir=tmp_path)  # 14 good steps, saved
+    x = digits.x_train.copy()
+    x[:] = np.inf
+    with pytest.raises(NonFiniteLossError) as info:
+        _fit(digits._replace(x_train=x), epochs=2, checkpoint_dir=tmp_path, resume=True)
+    assert info.value.step == 15
+    assert info.value.checkpoint == tmp_path / "step_00000014.npz"
+    assert "last good checkpoint: " + str(tmp_path / "step_00000014.npz") in str(info.value)
+    restored = restore_checkpoint(tmp_path, params_like=net.init(jax.random.key(0)),
+                                  opt_state_like=sgd(0.1).init(None))
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(restored.params))
+
+
+def test_ctrl_c_saves_the_last_finished_epoch_and_resume_completes_the_run(digits, tmp_path):
+    straight, _ = _fit(digits, epochs=4)
+
+    def interrupt_after_epoch_2(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _fit(digits, epochs=4, checkpoint_dir=tmp_path, checkpoint_every=10,
+             on_epoch=interrupt_after_epoch_2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000028.npz"]
+    resumed, history = _fit(digits, epochs=4, checkpoint_dir=tmp_path, resume=True)
+    assert history.epoch == [3, 4]
+    _assert_bit_identical(straight, resumed)
+
+
+def test_bf16_keeps_float32_params_and_reaches_93_percent_on_digits(digits):
+    net = mixed_precision(fnnet.two_layer_net(64, 50, 10, weight_init="he"))
+    params, history = fit(net, net.init(jax.random.key(0)), digits, optimizer=sgd(0.1),
+                          key=jax.random.key(1), epochs=100, progress=False)
+    assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {np.dtype("float32")}
+    assert history.test_acc[-1] >= 0.93
+    grads = jax.grad(net.loss)(params, digits.x_test[:4], digits.t_test[:4])
+    assert {leaf.dtype for leaf in jax.tree.leaves(grads)} == {np.dtype("float32")}
+
+
+def test_unknown_precision_is_named():
+    with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16'\)"):
+        with_precision(_net(), "fp8")
