@@ -1,0 +1,95 @@
+"""Peer: PyTorch — ``nn.Sequential`` of ``nn.Linear`` + activation, ``nn.CrossEntropyLoss``
+(batch mean) and ``torch.optim.SGD``, in eager mode or through ``torch.compile``.
+
+Needs ``torch`` (an optional extra). Threads: ``torch.set_num_threads(threads)``, by default
+the cores this process may use. The data and the index matrix become tensors once; each step
+indexes its batch (``x[idx[i]]``), as a PyTorch script does with in-memory data.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from peers import PairParams, check_activation
+
+
+def build_model(params: PairParams, activation: str) -> nn.Sequential:
+    """``Linear → activation → … → Linear`` holding copies of ``params`` (``weight = Wᵀ``)."""
+    check_activation(activation)
+    modules: list[nn.Module] = []
+    for i, (W, _) in enumerate(params):
+        modules.append(nn.Linear(W.shape[0], W.shape[1]))
+        if i < len(params) - 1:
+            modules.append(nn.Sigmoid() if activation == "sigmoid" else nn.ReLU())
+    model = nn.Sequential(*modules)
+    load_params(model, params)
+    return model
+
+
+def load_params(model: nn.Sequential, params: PairParams) -> None:
+    """Copy ``params`` into the model's Linear layers in place (compiled graphs stay valid)."""
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for linear, (W, b) in zip(linears, params, strict=True):
+            linear.weight.copy_(torch.tensor(W.T))
+            linear.bias.copy_(torch.tensor(b))
+
+
+def to_pairs(model: nn.Sequential) -> PairParams:
+    """The model's Linear layers as ``[(W, b), …]`` NumPy arrays, ``W = weightᵀ``."""
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    return [(linear.weight.detach().cpu().numpy().T.copy(), linear.bias.detach().cpu().numpy())
+            for linear in linears]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train(params: PairParams, x: np.ndarray, t: np.ndarray, indices: np.ndarray, lr: float,
+          activation: str, *, compile_model: bool = False, device: str = "cpu",
+          threads: int | None = None) -> tuple[PairParams, float, float]:
+    """Train with ``torch.optim.SGD(lr)``; see :mod:`peers` for the contract.
+
+    ``compile_model=True`` wraps the model in ``torch.compile``; ``compile_s`` is then the
+    first step (compile + run), else that of eager mode. Two warm-up steps run before the
+    timed loop, after which the initial params are loaded back. ``threads``: the intra-op
+    threads (default: the usable cores).
+    """
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    dev = torch.device(device)
+    model = build_model(params, activation).to(dev)
+    net = torch.compile(model) if compile_model else model
+    loss_fn = nn.CrossEntropyLoss()
+    x_all = torch.as_tensor(x).to(dev)
+    t_all = torch.as_tensor(t).long().to(dev)
+    idx = torch.as_tensor(indices).long().to(dev)
+
+    def step(optimizer: torch.optim.Optimizer, batch: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x_all[batch]), t_all[batch])
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    warm_optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    start = time.perf_counter()
+    step(warm_optimizer, idx[0])
+    _sync(dev)
+    compile_s = time.perf_counter() - start
+    step(warm_optimizer, idx[1 % len(idx)])
+    load_params(model, params)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    _sync(dev)
+    start = time.perf_counter()
+    for batch in idx:
+        step(optimizer, batch)
+    _sync(dev)
+    seconds = time.perf_counter() - start
+    return to_pairs(model), seconds, compile_s
