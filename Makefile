@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: train test lint gradcheck clean
+.PHONY: train test lint gradcheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ train: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
+
+gradcheck: $(STAMP)
+	$(BIN)/fnnet gradcheck --net two-layer --dtype float64
+
+# The benchmark with its PyTorch peers (the extra "peers"): small config, then big.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,plot,peers]"
+	$(BIN)/python experiments/benchmark.py --config small
+	$(BIN)/python experiments/benchmark.py --config big
 
 lint: $(STAMP)
 	$(BIN)/ruff check fnnet tests experiments

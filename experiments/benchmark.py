@@ -339,6 +339,47 @@ def matmul_peak(device: jax.Device, size: int, tries: int) -> dict[str, Any]:
     return peak
 
 
+def matmul_only(params: PairParams, batch_size: int, device: jax.Device, steps: int = 600,
+                tries: int = 5) -> dict[str, float]:
+    """µs per training step spent in the step's matmuls alone, at this config's shapes.
+
+    Per layer ``l`` with input ``h`` (batch × in) and weights ``W`` (in × out): the forward
+    ``h·W``, the weight gradient ``hᵀ·g`` and, above the first layer, ``g·Wᵀ`` — the matmuls
+    any implementation must do. JAX: ``steps`` of them in one jitted ``lax.scan`` over
+    contiguous random inputs (the weights are updated, so nothing is hoisted out of the
+    loop); NumPy: a Python loop over the same products. Best of ``tries``.
+    """
+    rng = np.random.default_rng(1)
+    weights = [np.asarray(W, np.float32) for W, _ in params]
+    xs = rng.standard_normal((steps, batch_size, weights[0].shape[0]), dtype=np.float32)
+    grads = [rng.standard_normal((batch_size, W.shape[1]), dtype=np.float32) for W in weights]
+
+    def products(x, Ws, matmul, transpose):
+        h, new = x, []
+        for layer, (W, g) in enumerate(zip(Ws, grads, strict=True)):
+            out = matmul(h, W)
+            dW = matmul(transpose(h), g)
+            if layer:
+                out = out + matmul(g, transpose(W))[:, : out.shape[1]].sum()
+            new.append(W - 1e-9 * dW)
+            h = out[:, : Ws[layer + 1].shape[0]] if layer + 1 < len(Ws) else out
+        return new
+
+    @jax.jit
+    def scanned(Ws, xs):
+        return jax.lax.scan(lambda Ws, x: (products(x, Ws, jnp.matmul, jnp.transpose), None),
+                            Ws, xs)[0]
+
+    Ws_dev, xs_dev = jax.device_put((weights, xs), device)
+    jax.block_until_ready(scanned(Ws_dev, xs_dev))
+    jax_s = min(_timed(lambda: jax.block_until_ready(scanned(Ws_dev, xs_dev)))
+                for _ in range(tries))
+    numpy_steps = min(steps, 200)
+    numpy_s = min(_timed(lambda: [products(x, weights, np.matmul, np.transpose)
+                                  for x in xs[:numpy_steps]]) for _ in range(tries))
+    return {"jax": 1e6 * jax_s / steps, "numpy": 1e6 * numpy_s / numpy_steps}
+
+
 def _timed(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
@@ -506,7 +547,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"lr {c['lr']}, {c['steps']:,} steps, median of {c['repeats']} run(s); "
         f"data: {c['dataset']} ({c['dataset_source']}). "
         f"FLOPs/step = 6·batch·weights = {c['flops_per_step'] / 1e6:,.1f} M. "
-        f"Matmul peak ({peak['size']}² fp32, best of {peak['tries']}), GFLOP/s: {peak_text}.",
+        f"Matmul peak ({peak['size']}² fp32, best of {peak['tries']}), GFLOP/s: {peak_text}. "
+        f"The step's matmuls alone at these shapes: "
+        f"{result['matmul_only_us_per_step']['jax']:,.1f} µs/step through JAX, "
+        f"{result['matmul_only_us_per_step']['numpy']:,.1f} through NumPy.",
         "",
         "| implementation | µs/step | steps/s | samples/s | achieved GFLOP/s "
         "| % of measured matmul peak | compile s | final test acc |",
@@ -641,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = load_average()
     with jax.default_device(device):
         peak = matmul_peak(device, size, tries)
+        floor = matmul_only(params, cfg.batch_size, device, tries=2 if args.quick else 5)
         setup = Setup(cfg, data, params, indices, peak, device.platform)
         print(f"{cfg.name}: {len(impls)} rows × {cfg.repeats} run(s) of {cfg.steps:,} steps on "
               f"{device.device_kind}; data {data.name}; matmul peak " +
@@ -659,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
                    "scan_chunk": chunk, "weights": weight_count(params),
                    "flops_per_step": setup.flops_per_step, "quick": args.quick},
         "matmul_peak_gflops": peak,
+        "matmul_only_us_per_step": floor,
         "environment": {**environment(device), "loadavg_start": load_start},
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "rows": rows,
