@@ -56,13 +56,14 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation) ->
 
 
 def make_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
-               unroll: int = 4) -> Callable:
+               unroll: int = 4, donate: bool = True) -> Callable:
     """A jitted ``(params, opt_state, x, t, batch_indices) -> (params, opt_state, losses)``.
 
     ``batch_indices`` is ``(steps, batch_size)`` int; the steps run as one ``lax.scan`` whose
     body gathers its batch ``x[batch_indices[i]]`` and takes one train step. ``losses`` is
     ``(steps,)``, each loss before its update. ``unroll`` steps are unrolled per scan
-    iteration (fewer loop round trips; see experiments/PERFORMANCE.md).
+    iteration (fewer loop round trips; see experiments/PERFORMANCE.md). With ``donate``
+    the params and optimiser state passed in are donated (their buffers reused).
     """
     step = partial(_step, loss_fn, optimizer)
 
@@ -75,7 +76,7 @@ def make_epoch(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
                                                    unroll=unroll)
         return params, opt_state, losses
 
-    return jax.jit(run, donate_argnums=(0, 1))
+    return jax.jit(run, donate_argnums=(0, 1) if donate else ())
 
 
 @partial(jax.jit, static_argnames=("num_examples", "batch_size", "num_steps", "sampling"))
@@ -230,6 +231,16 @@ class _Placement:
         return tree if self.mesh is None else parallel.local_copy(tree)
 
 
+@dataclass
+class _RunState:
+    """Progress of a fit: the last finished epoch and step, the last checkpoint written."""
+
+    epoch: int
+    step: int
+    checkpoint: Path | None
+    saved_step: int
+
+
 def fit(
     model: Model,
     params: Params,
@@ -313,7 +324,9 @@ def fit(
                 settings=settings or {})
             state.saved_step = state.step
 
-    epoch_fn = make_epoch(model.loss, optimizer)
+    # Not donated: until an epoch has finished with finite losses, the previous params stay
+    # valid, so a NaN or a Ctrl-C mid-epoch still leaves the last good state to save.
+    epoch_fn = make_epoch(model.loss, optimizer, donate=False)
     compiled: dict[int, Callable] = {}
     history = History(start_step=state.step)
     bar = tqdm(total=sum(plan), initial=min(state.step, sum(plan)), unit="step",
@@ -369,13 +382,3 @@ def fit(
     finally:
         bar.close()
     return params, history
-
-
-@dataclass
-class _RunState:
-    """Progress of a fit: the last finished epoch and step, the last checkpoint written."""
-
-    epoch: int
-    step: int
-    checkpoint: Path | None
-    saved_step: int

@@ -108,3 +108,28 @@ def test_bf16_keeps_float32_params_and_reaches_93_percent_on_digits(digits):
 def test_unknown_precision_is_named():
     with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16'\)"):
         with_precision(_net(), "fp8")
+
+
+def test_ctrl_c_while_waiting_for_an_epoch_keeps_the_previous_state(digits, tmp_path,
+                                                                     monkeypatch):
+    from fnnet import train
+
+    straight, _ = _fit(digits, epochs=4)
+    waits = []
+    real_local = train._Placement.local
+
+    def interrupted_third_wait(self, tree):
+        if isinstance(tree, jax.Array) and tree.shape == (14,):  # an epoch's losses
+            waits.append(tree)
+            if len(waits) == 3:
+                raise KeyboardInterrupt  # as if Ctrl-C arrived while epoch 3 runs
+        return real_local(self, tree)
+
+    monkeypatch.setattr(train._Placement, "local", interrupted_third_wait)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(digits, epochs=4, checkpoint_dir=tmp_path, checkpoint_every=10)
+    monkeypatch.undo()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000028.npz"]
+    resumed, history = _fit(digits, epochs=4, checkpoint_dir=tmp_path, resume=True)
+    assert history.epoch == [3, 4]
+    _assert_bit_identical(straight, resumed)
