@@ -218,10 +218,14 @@ def _settings(args: argparse.Namespace, hidden: list[int]) -> dict[str, Any]:
 def _check_resume_settings(directory: Path, settings: dict[str, Any]) -> None:
     from fnnet import checkpoint
 
-    path = checkpoint.latest_checkpoint(directory)
-    if path is None:
+    for path in reversed(checkpoint.list_checkpoints(directory)):
+        try:
+            saved = checkpoint.read_settings(path)
+            break
+        except checkpoint.CheckpointError:
+            continue  # corrupt: fit's restore_latest reports it and falls back too
+    else:
         return
-    saved = checkpoint.read_settings(path)
     changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} → {settings[k]!r}"
                for k in RESUME_KEYS if saved.get(k) != settings[k]]
     if changed:
