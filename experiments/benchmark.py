@@ -17,9 +17,10 @@ Rows:
   torch-compile (``nn.Sequential`` + ``torch.optim.SGD``; skipped when torch is missing),
   plain-jax-jit (``jax.grad`` + ``jax.jit`` of a hand-written loss), optax-jit (the same loss
   with ``optax.sgd``); ``--quick`` skips torch-compile (~25 s to compile on 2 cores);
-* with ``--device gpu``: bfloat16 variants (params and gradients float32, ``x`` and the params
-  cast to bfloat16 inside the loss, so the matmuls run in bf16) of the four hand-SGD fnnet
-  rows and of plain-jax-jit, named ``…-bf16``. The GPU path is untested so far.
+* with ``--device gpu`` or ``--bf16``: bfloat16 variants (params and gradients float32, ``x``
+  and the params cast to bfloat16 inside the loss — fnnet's ``mixed_precision`` — so the
+  matmuls run in bf16) of the four hand-SGD fnnet rows and of plain-jax-jit, named
+  ``…-bf16``. The GPU path is untested so far.
 
 Timing: each row compiles and warms up first (JAX: AOT ``lower().compile()``, reported as
 ``compile_s``; torch.compile and the peers without a compiler: their first step), then runs
@@ -73,6 +74,7 @@ from peers import PairParams, jax_common, numpy_book, optax_only, plain_jax
 import fnnet
 from fnnet.data import Dataset, DatasetError, load_dataset
 from fnnet.optim import sgd as hand_sgd
+from fnnet.precision import mixed_precision
 from fnnet.train import make_epoch, make_train_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -132,16 +134,6 @@ def from_fnnet(params: dict[str, dict[str, Any]]) -> PairParams:
             for i in range(1, len(params) + 1)]
 
 
-def in_dtype(loss_fn: Callable, dtype: str) -> Callable:
-    """``loss_fn`` with ``x`` and the params cast to ``dtype`` inside (float32 params and
-    gradients, matmuls in ``dtype``); the loss comes back as float32."""
-    def loss(params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
-        low = jax.tree.map(lambda p: p.astype(dtype), params)
-        return loss_fn(low, x.astype(dtype), t).astype(jnp.float32)
-
-    return loss
-
-
 def train_scanned(epoch: Callable, fresh_carry: Callable[[], tuple], x: np.ndarray,
                   t: np.ndarray, indices: np.ndarray, chunk: int) -> tuple[tuple, float, float]:
     """Run ``epoch(*carry, x, t, indices_chunk) -> (*carry, losses)`` over ``indices`` in
@@ -174,7 +166,9 @@ def fnnet_trainer(grads: str, optimizer: str, loop: str, chunk: int,
               lr: float, activation: str) -> tuple[PairParams, float, float]:
         model = fnnet.multi_layer_net(params[0][0].shape[0], [W.shape[1] for W, _ in params[:-1]],
                                       params[-1][0].shape[1], activation=activation, grads=grads)
-        loss_fn = model.loss if dtype == "float32" else in_dtype(model.loss, dtype)
+        if dtype == "bfloat16":
+            model = mixed_precision(model)  # fnnet's --precision bf16
+        loss_fn = model.loss
         opt = hand_sgd(lr) if optimizer == "handsgd" else optax.sgd(lr)
         initial = to_fnnet(params)
 
@@ -193,12 +187,12 @@ def fnnet_trainer(grads: str, optimizer: str, loop: str, chunk: int,
     return train
 
 
-def fnnet_impls(chunk: int, gpu: bool) -> list[Impl]:
-    """The 8 fnnet rows, plus 4 bfloat16 rows (hand SGD) on a GPU."""
+def fnnet_impls(chunk: int, bf16: bool) -> list[Impl]:
+    """The 8 fnnet rows, plus 4 bfloat16 rows (hand SGD) with ``bf16``."""
     rows = [Impl(f"fnnet-{grads}-{opt}-{loop}", fnnet_trainer(grads, opt, loop, chunk), "device")
             for grads in ("manual", "autodiff") for opt in ("handsgd", "optaxsgd")
             for loop in ("jit", "scan")]
-    if gpu:
+    if bf16:
         rows += [Impl(f"fnnet-{grads}-handsgd-{loop}-bf16",
                       fnnet_trainer(grads, "handsgd", loop, chunk, "bfloat16"), "device",
                       "bfloat16")
@@ -209,11 +203,12 @@ def fnnet_impls(chunk: int, gpu: bool) -> list[Impl]:
 # --------------------------------------------------------------------------- peer rows
 
 
-def peer_impls(cfg: Config, gpu: bool, threads: int,
+def peer_impls(cfg: Config, gpu: bool, threads: int, bf16: bool = False,
                ) -> tuple[list[Impl], list[dict[str, str]]]:
     """The peer rows that can run here, and ``{"impl", "reason"}`` for those skipped.
 
-    ``threads``: BLAS threads of numpy-book and intra-op threads of the PyTorch rows.
+    ``threads``: BLAS threads of numpy-book and intra-op threads of the PyTorch rows;
+    ``bf16``: add plain-jax-jit in bfloat16.
     """
     rows: list[Impl] = []
     skipped: list[dict[str, str]] = []
@@ -241,7 +236,7 @@ def peer_impls(cfg: Config, gpu: bool, threads: int,
                              optional=True, threads=threads))
     rows.append(Impl("plain-jax-jit", plain_jax.train, "device"))
     rows.append(Impl("optax-jit", optax_only.train, "device"))
-    if gpu:
+    if bf16:
         rows.append(Impl("plain-jax-jit-bf16", partial(plain_jax.train, compute_dtype="bfloat16"),
                          "device", "bfloat16"))
     return rows, skipped
@@ -319,7 +314,7 @@ def weight_count(params: PairParams) -> int:
 # --------------------------------------------------------------------------- environment
 
 
-def matmul_peak(device: jax.Device, size: int, tries: int) -> dict[str, Any]:
+def matmul_peak(device: jax.Device, size: int, tries: int, bf16: bool) -> dict[str, Any]:
     """GFLOP/s of a ``size²`` fp32 matmul, best of ``tries``: NumPy and JAX (jitted, on
     ``device``), plus bfloat16 through JAX on a GPU. ``2·size³`` FLOPs per product."""
     flops = 2 * size**3
@@ -328,8 +323,7 @@ def matmul_peak(device: jax.Device, size: int, tries: int) -> dict[str, Any]:
     numpy_s = min(_timed(lambda: a @ b) for _ in range(tries))
     matmul = jax.jit(jnp.matmul)
     peak = {"size": size, "tries": tries, "numpy": flops / numpy_s / 1e9}
-    dtypes = [("jax", jnp.float32)] + ([("jax_bf16", jnp.bfloat16)]
-                                       if device.platform == "gpu" else [])
+    dtypes = [("jax", jnp.float32)] + ([("jax_bf16", jnp.bfloat16)] if bf16 else [])
     for key, dtype in dtypes:
         a_dev, b_dev = jax.device_put((a.astype(dtype), b.astype(dtype)), device)
         matmul(a_dev, b_dev).block_until_ready()
@@ -613,6 +607,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="where the JAX rows run; gpu adds bfloat16 rows and allows "
                              "--config huge (default: cpu)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="add the bfloat16 rows on a CPU run too (fnnet's --precision "
+                             "bf16: float32 params, bfloat16 matmuls; slow on most CPUs)")
     parser.add_argument("--dataset", choices=("fashion-mnist", "synthetic"),
                         default="fashion-mnist",
                         help="fashion-mnist when its files are found (never downloaded), "
@@ -668,13 +665,14 @@ def main(argv: list[str] | None = None) -> int:
     device = jax_device(args.device)
     data, source = load_data(args.dataset, args.seed)
     chunk = args.chunk or len(data.x_train) // cfg.batch_size
-    peers, skipped = peer_impls(cfg, gpu, args.threads)
+    bf16 = gpu or args.bf16
+    peers, skipped = peer_impls(cfg, gpu, args.threads, bf16)
     if args.quick and not any("compile" in p for p in args.impl):
         skipped += [{"impl": i.name, "reason": "--quick skips it (torch.compile takes ~25 s to "
                      "compile on 2 cores); --impl torch-compile runs it"}
                     for i in peers if i.name == "torch-compile"]
         peers = [i for i in peers if i.name != "torch-compile"]
-    impls = select(fnnet_impls(chunk, gpu) + peers, args.impl)
+    impls = select(fnnet_impls(chunk, bf16) + peers, args.impl)
     skipped = [s for s in skipped if not args.impl or any(p in s["impl"] for p in args.impl)]
     if args.list or not impls:
         print("\n".join(i.name for i in impls) or f"no row matches {args.impl}")
@@ -684,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     size, tries = (1024, 3) if args.quick else ((8192, 5) if gpu else (2048, 5))
     load_start = load_average()
     with jax.default_device(device):
-        peak = matmul_peak(device, size, tries)
+        peak = matmul_peak(device, size, tries, bf16)
         floor = matmul_only(params, cfg.batch_size, device, tries=2 if args.quick else 5)
         setup = Setup(cfg, data, params, indices, peak, device.platform)
         print(f"{cfg.name}: {len(impls)} rows × {cfg.repeats} run(s) of {cfg.steps:,} steps on "
