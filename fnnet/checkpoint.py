@@ -75,6 +75,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnnet._files import fsync_directory
+
 FORMAT = "fnnet-checkpoint"
 VERSION = 1
 MANIFEST = "manifest.json"
@@ -206,16 +208,6 @@ def _write_archive(file, manifest: dict[str, Any], members: list[tuple[str, np.n
         archive.writestr(MANIFEST, json.dumps(manifest, indent=1, allow_nan=False))
 
 
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":
-        return  # directories cannot be opened for fsync on Windows
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(
     directory: str | os.PathLike,
     *,
@@ -294,7 +286,7 @@ def save_checkpoint(
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
     if keep is not None:
         _prune(directory, keep, final)
     return final

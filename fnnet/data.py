@@ -37,6 +37,8 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
+from fnnet._files import fsync_directory
+
 __all__ = [
     "DATASETS",
     "IDX_DATASETS",
@@ -364,7 +366,7 @@ def download_dataset(
     finally:
         for temp in fetched.values():
             temp.unlink(missing_ok=True)
-    _fsync_directory(dest)
+    fsync_directory(dest)
     return dest
 
 
@@ -420,20 +422,6 @@ def _download(url: str, dest: Path, filename: str, *, progress: bool) -> tuple[P
         temp.unlink(missing_ok=True)
         raise
     return temp, digest.hexdigest()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the renames in ``directory`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- loading

@@ -66,6 +66,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from fnnet.layers import Model, multi_layer_net, two_layer_net
+from fnnet.precision import cast_floating
 
 __all__ = [
     "FLOORS",
@@ -332,14 +333,6 @@ def _subset(size: int, max_entries: int | None, seed: int, leaf_index: int) -> n
     return np.sort(rng.choice(size, size=max_entries, replace=False))
 
 
-def _cast_floating(tree: Any, dtype: Any) -> Any:
-    def cast(leaf):
-        array = jnp.asarray(leaf)
-        return array.astype(dtype) if jnp.issubdtype(array.dtype, jnp.floating) else array
-
-    return jax.tree.map(cast, tree)
-
-
 @functools.partial(jax.jit, static_argnums=(0,))
 def _numerical_grads(loss: Callable, params: Any, args: tuple, flat_indices: jax.Array):
     """Central differences of ``loss`` at ``params`` for entries ``flat_indices`` of the
@@ -433,8 +426,8 @@ def compare_grads(
                          "expect ~1e-2 agreement at best; enable x64 for a sharp check")
         offsets = np.cumsum([0] + [int(np.size(leaf)) for _, leaf in path_leaves])
         flat_n = np.asarray(_numerical_grads(
-            loss_manual, _cast_floating(params, numerical_dtype),
-            _cast_floating(args, numerical_dtype),
+            loss_manual, cast_floating(params, numerical_dtype),
+            cast_floating(args, numerical_dtype),
             jnp.asarray(np.concatenate([s + o for s, o in zip(subsets, offsets, strict=False)]))),
             np.float64)
         grads_n = np.split(flat_n, np.cumsum([len(s) for s in subsets])[:-1])
@@ -506,6 +499,7 @@ def gradcheck_model(
     *,
     max_entries: int | None = 64,
     numerical: bool = True,
+    download: bool = True,
 ) -> GradReport:
     """Gradient check of one of the book's nets on real samples (what ``fnnet gradcheck`` runs).
 
@@ -533,6 +527,7 @@ def gradcheck_model(
       seed: seeds the sample choice, the init key and the entry subsets.
       data_dir: extra directory searched for IDX files.
       max_entries, numerical: as for :func:`compare_grads`.
+      download: fetch missing MNIST/Fashion-MNIST files (see :func:`fnnet.data.load_dataset`).
     """
     if net not in NETS:
         raise ValueError(f"gradcheck_model: net must be one of {NETS}; got {net!r}")
@@ -549,16 +544,16 @@ def gradcheck_model(
     jax.config.update("jax_enable_x64", True)  # restored below: the report holds floats
     try:
         return _gradcheck_on_samples(net, hidden, activation, weight_init, dataset, batch_size,
-                                     dtype, seed, data_dir, max_entries, numerical)
+                                     dtype, seed, data_dir, max_entries, numerical, download)
     finally:
         jax.config.update("jax_enable_x64", previous)
 
 
 def _gradcheck_on_samples(net, hidden, activation, weight_init, dataset, batch_size, dtype,
-                          seed, data_dir, max_entries, numerical) -> GradReport:
+                          seed, data_dir, max_entries, numerical, download) -> GradReport:
     from fnnet.data import load_dataset  # data loading is only needed here
 
-    data = load_dataset(dataset, data_dir=data_dir)
+    data = load_dataset(dataset, data_dir=data_dir, download=download)
     if batch_size > len(data.x_train):
         raise ValueError(f"gradcheck_model: batch_size must be <= {len(data.x_train)} (the "
                          f"training set of {dataset}); got {batch_size}")

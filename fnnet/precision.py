@@ -4,8 +4,9 @@
 the parameters and inputs to ``compute_dtype`` (bfloat16 by default). Gradients come back in
 float32 because the cast's VJP casts the cotangent back: the optimiser and its state never
 see bfloat16, and the hand rules return cotangents in their (bfloat16) primal dtype in
-between. The loss is computed in float32 inside ``softmax_cross_entropy`` and returned as
-float32.
+between. ``softmax_cross_entropy`` computes the loss in float32 internally but returns it in
+the logits' dtype, so the loss reported here is that bfloat16 value cast to float32 (about
+3 significant digits); the gradients do not depend on that rounding.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from fnnet.layers import Model
 PRECISIONS = {"fp32": None, "bf16": jnp.bfloat16}
 
 
-def _cast_floats(tree: Any, dtype: jnp.dtype) -> Any:
+def cast_floating(tree: Any, dtype: jnp.dtype) -> Any:
+    """Every floating leaf of ``tree`` cast to ``dtype``; other leaves (integer labels) kept."""
+
     def cast(leaf):
         leaf = jnp.asarray(leaf)
         return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
@@ -32,15 +35,15 @@ def mixed_precision(model: Model, compute_dtype: jnp.dtype = jnp.bfloat16) -> Mo
     """``model`` computing in ``compute_dtype`` over float32 master params (see module doc)."""
 
     def apply(params, x):
-        logits = model.apply(_cast_floats(params, compute_dtype), _cast_floats(x, compute_dtype))
+        logits = model.apply(cast_floating(params, compute_dtype), cast_floating(x, compute_dtype))
         return logits.astype(jnp.float32)
 
     def loss(params, x, t):
-        low = _cast_floats((params, x, t), compute_dtype)
+        low = cast_floating((params, x, t), compute_dtype)
         return model.loss(*low).astype(jnp.float32)
 
     def accuracy(params, x, t):
-        return model.accuracy(_cast_floats(params, compute_dtype), _cast_floats(x, compute_dtype),
+        return model.accuracy(cast_floating(params, compute_dtype), cast_floating(x, compute_dtype),
                               t)
 
     return Model(model.init, apply, loss, accuracy)
