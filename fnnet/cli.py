@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 EXIT_USAGE = 2
 EXIT_NON_FINITE = 3
 EXIT_INTERRUPTED = 130
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,6 +27,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: …)`` except where the default is None (the help text says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class UsageError(Exception):
@@ -45,8 +55,9 @@ def _device_count(text: str) -> int | str:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    if not 0 < value <= FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be a number > 0 and <= {FLOAT32_MAX:.3g} (the float32 range), got {text}")
     return value
 
 
@@ -67,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the book's two-layer net (or an MLP) with a jit-compiled, scan-fused "
                     "training loop. Prints one line per epoch (mean loss, train/test accuracy, "
                     "steps/s) and a final summary.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsFormatter)
     data = train.add_argument_group("data")
     data.add_argument("--dataset", choices=DATASETS, default="digits",
                       help="digits is scikit-learn's bundled 8x8 set (no files needed); "
@@ -142,14 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "leaf of the net, the hand-derived gradient against jax.grad of the "
                     "reference and against central differences (in float64), on real samples. "
                     "Exits 1 if any leaf is out of tolerance.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsFormatter)
     check.add_argument("--net", choices=("two-layer", "mlp"), default="two-layer")
     check.add_argument("--hidden", type=_positive_int, action="append", default=None,
                        metavar="SIZE", help="hidden width; repeat for an mlp (default: 50)")
     check.add_argument("--activation", choices=ACTIVATIONS, default="relu")
     check.add_argument("--init", choices=("normal", "xavier", "he"), default="normal")
     check.add_argument("--dataset", choices=DATASETS, default="digits")
-    check.add_argument("--data-dir", type=Path, default=None)
+    check.add_argument("--data-dir", type=Path, default=None,
+                       help="directory holding the IDX files (see fnnet train --help)")
+    check.add_argument("--no-download", action="store_true",
+                       help="never download missing MNIST/Fashion-MNIST files")
     check.add_argument("--batch-size", type=_positive_int, default=3,
                        help="number of real training samples in the checked batch")
     check.add_argument("--dtype", choices=("float64", "float32"), default="float64",
@@ -233,6 +247,23 @@ def _check_resume_settings(directory: Path, settings: dict[str, Any]) -> None:
                          f"{'; '.join(changed)}); use them or another --checkpoint-dir")
 
 
+def _check_writable(flag: str, path: Path | None, *, directory: bool = False) -> None:
+    """Fail before training, not after it, when an output cannot be written."""
+    if path is None:
+        return
+    folder = path if directory else path.parent
+    if directory and path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: exists and is not a directory")
+    if not directory and path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory, expected a file path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{flag} {path}: cannot create {folder}: {error.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag} {path}: {folder} is not writable")
+
+
 def _start_distributed(args: argparse.Namespace) -> None:
     multi = (args.coordinator, args.num_processes, args.process_id)
     if all(v is None for v in multi):
@@ -265,6 +296,9 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs --checkpoint-dir")
     if args.plot is not None:
         _require_matplotlib()
+    _check_writable("--out", args.out)
+    _check_writable("--plot", args.plot)
+    _check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
     if not args.no_compile_cache:
         enable_compile_cache()
     data = load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
@@ -337,12 +371,13 @@ def _gradcheck(args: argparse.Namespace) -> int:
     from fnnet.gradcheck import gradcheck_model
 
     hidden = _hidden_sizes(args)
+    _check_writable("--json", args.json)
     report = gradcheck_model(
         net="two-layer" if args.net == "two-layer" else "multi-layer", hidden=hidden,
         activation=args.activation, weight_init=args.init, dataset=args.dataset,
         batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
         data_dir=None if args.data_dir is None else str(args.data_dir),
-        max_entries=args.max_entries)
+        max_entries=args.max_entries, download=not args.no_download)
     print(f"fnnet gradcheck: {args.net} ({'-'.join(map(str, hidden))} hidden, "
           f"{args.activation}, init {args.init}) on {args.batch_size} {args.dataset} samples, "
           f"{args.dtype}")
@@ -403,15 +438,16 @@ def plot_history(history: Any, path: Path, *, title: str = "") -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fnnet`` console script; returns the exit status."""
+    from fnnet.checkpoint import CheckpointError
     from fnnet.data import DatasetError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except (DatasetError, CheckpointError, OSError) as error:  # the data or the disk
+        print(f"fnnet {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except (UsageError, ValueError) as error:
         print(f"fnnet {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except DatasetError as error:
-        print(f"fnnet {args.command}: error: {error}", file=sys.stderr)
-        return 1

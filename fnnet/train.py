@@ -279,7 +279,9 @@ def fit(
       checkpoint_dir: save params, optimiser state, key, step, epoch and ``settings`` there
         every ``checkpoint_every`` epochs and at the end (see :mod:`fnnet.checkpoint`).
       resume: continue from the newest complete checkpoint in ``checkpoint_dir`` (the
-        history then holds the epochs run by this call only).
+        history then holds the epochs run by this call only) up to this call's total of
+        ``epochs``/``steps``; the same plan as the interrupted run continues it exactly.
+        Without ``resume``, a ``checkpoint_dir`` that already holds checkpoints is refused.
       settings: JSON-able description of the run, stored in checkpoints.
       progress: show a tqdm bar over the steps.
       on_epoch: called with each epoch's record (a dict) after it is evaluated.
@@ -288,7 +290,8 @@ def fit(
       ``(params, history)``.
 
     Raises:
-      NonFiniteLossError: a step's loss was NaN or infinite (training stops there).
+      NonFiniteLossError: a step's loss, or the loss of the parameters at the end of an
+        epoch, was NaN or infinite (training stops there; that epoch is not kept).
       KeyboardInterrupt: re-raised after saving a checkpoint of the last finished epoch
         (when ``checkpoint_dir`` is given).
     """
@@ -308,6 +311,10 @@ def fit(
     params = place.replicate(jax.tree.map(np.asarray, params))
     opt_state = jax.jit(optimizer.init)(params)
     state = _RunState(epoch=0, step=0, checkpoint=None, saved_step=-1)
+    if checkpoint_dir is not None and not resume and checkpoint.list_checkpoints(checkpoint_dir):
+        raise ValueError(f"checkpoint_dir {checkpoint_dir} already holds checkpoints; resume "
+                         f"from them, or use an empty directory (a new run would overwrite "
+                         f"and prune another run's checkpoints)")
     if resume and checkpoint.list_checkpoints(checkpoint_dir):
         restored = checkpoint.restore_latest(checkpoint_dir, params_like=place.local(params),
                                              opt_state_like=place.local(opt_state))
@@ -315,6 +322,12 @@ def fit(
         key = restored.key
         state = _RunState(epoch=restored.epoch, step=restored.step, checkpoint=restored.path,
                           saved_step=restored.step)
+    # (epoch number, steps) still to run: after a resume, the steps left of this run's total,
+    # in full epochs and a remainder, numbered on from the checkpoint's epoch.
+    remaining = sum(plan) - state.step
+    todo = [] if remaining <= 0 else list(enumerate(
+        plan if state.step == 0 else epoch_plan(num_examples, batch_size, epochs=None,
+                                                 steps=remaining), start=state.epoch + 1))
 
     def save() -> None:
         if checkpoint_dir is not None and jax.process_index() == 0:
@@ -332,8 +345,7 @@ def fit(
     bar = tqdm(total=sum(plan), initial=min(state.step, sum(plan)), unit="step",
                disable=not progress, leave=False)
     try:
-        for epoch in range(state.epoch + 1, len(plan) + 1):
-            num_steps = plan[epoch - 1]
+        for epoch, num_steps in todo:
             indices = place.batch_indices(batch_indices(
                 jax.random.fold_in(key, epoch), num_examples=num_examples,
                 batch_size=batch_size, num_steps=num_steps, sampling=sampling))
@@ -355,12 +367,19 @@ def fit(
                     f"{epoch}); stopped without keeping that epoch's parameters; last good "
                     f"checkpoint: {where}", step=state.step + bad + 1,
                     checkpoint=state.checkpoint)
+            local_params = place.local(new_params)
+            train_loss, train_acc = evaluate(model.apply, local_params, *eval_sets["train"],
+                                             batch_size=eval_batch_size)
+            if not math.isfinite(train_loss):  # the epoch's last update broke the params
+                raise NonFiniteLossError(
+                    f"non-finite parameters after step {state.step + num_steps} (epoch "
+                    f"{epoch}): the training loss is {train_loss}; stopped without keeping "
+                    f"that epoch's parameters; last good checkpoint: "
+                    f"{state.checkpoint or 'none'}", step=state.step + num_steps,
+                    checkpoint=state.checkpoint)
             params, opt_state = new_params, new_opt_state
             state.epoch, state.step = epoch, state.step + num_steps
             bar.update(num_steps)
-            local_params = place.local(params)
-            train_loss, train_acc = evaluate(model.apply, local_params, *eval_sets["train"],
-                                             batch_size=eval_batch_size)
             test_loss, test_acc = evaluate(model.apply, local_params, *eval_sets["test"],
                                            batch_size=eval_batch_size)
             record = dict(epoch=epoch, step=state.step, loss=float(np.mean(losses)),
@@ -370,7 +389,7 @@ def fit(
                           steps_per_s=num_steps / seconds if seconds > 0 else math.inf)
             for name, value in record.items():
                 getattr(history, name).append(value)
-            if epoch % checkpoint_every == 0 or epoch == len(plan):
+            if epoch % checkpoint_every == 0 or epoch == todo[-1][0]:
                 save()
             bar.set_postfix(loss=f"{record['loss']:.4f}", test_acc=f"{test_acc:.4f}")
             if on_epoch is not None:

@@ -46,7 +46,9 @@ def test_mlp_with_autodiff_and_optax_and_steps(capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--lr", "-0.1"], "argument --lr: must be a finite number > 0, got -0.1"),
+    (["--lr", "-0.1"],
+     "argument --lr: must be a number > 0 and <= 3.4e+38 (the float32 range), got -0.1"),
+    (["--lr", "1e39"], "argument --lr: must be a number > 0 and <= 3.4e+38"),
     (["--batch-size", "5000"], "--batch-size 5000 is larger than the digits training set"),
     (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
     (["--hidden", "10", "--hidden", "5"], "--net two-layer takes exactly one --hidden"),
@@ -120,3 +122,29 @@ def test_bf16_and_multi_host_flag_checks(capsys):
     assert "(bf16)" in capsys.readouterr().out
     assert main(["train", "--coordinator", "127.0.0.1:1234", *FAST]) == 2
     assert "needs all of --coordinator, --num-processes, --process-id" in capsys.readouterr().err
+
+
+def test_unwritable_outputs_fail_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["train", "--out", str(blocker / "r.json"), *FAST]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["train", "--checkpoint-dir", str(blocker), *FAST]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoints_exit_1(tmp_path, capsys):
+    (tmp_path / "step_00000014.npz").write_bytes(b"not a zip")
+    with pytest.warns(UserWarning, match="skipping corrupt checkpoint"):
+        status = main(["train", "--resume", "--checkpoint-dir", str(tmp_path), *FAST])
+    assert status == 1
+    assert "no valid checkpoint" in capsys.readouterr().err
+
+
+def test_gradcheck_no_download_names_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FNNET_DATA", raising=False)
+    status = main(["gradcheck", "--dataset", "mnist", "--no-download",
+                   "--data-dir", str(tmp_path / "none")])
+    assert status == 1
+    assert str(tmp_path / "none") in capsys.readouterr().err

@@ -133,3 +133,25 @@ def test_ctrl_c_while_waiting_for_an_epoch_keeps_the_previous_state(digits, tmp_
     resumed, history = _fit(digits, epochs=4, checkpoint_dir=tmp_path, resume=True)
     assert history.epoch == [3, 4]
     _assert_bit_identical(straight, resumed)
+
+
+def test_resume_with_more_steps_extends_a_finished_run(digits, tmp_path):
+    _fit(digits, steps=20, checkpoint_dir=tmp_path)  # epochs of 14 + 6 steps
+    _, history = _fit(digits, steps=40, checkpoint_dir=tmp_path, resume=True)
+    assert history.step == [34, 40] and history.epoch == [3, 4]  # 20 more: 14 + 6
+    _, again = _fit(digits, steps=40, checkpoint_dir=tmp_path, resume=True)
+    assert again.epoch == []  # nothing left to do
+
+
+def test_parameters_broken_by_the_last_update_are_not_kept(digits, tmp_path):
+    net = _net()
+    with pytest.raises(NonFiniteLossError, match=r"non-finite parameters after step 1 "):
+        fit(net, net.init(jax.random.key(0)), digits, optimizer=sgd(3e38),
+            key=jax.random.key(1), steps=1, progress=False, checkpoint_dir=tmp_path)
+    assert list_checkpoints(tmp_path) == []
+
+
+def test_a_directory_with_checkpoints_needs_resume(digits, tmp_path):
+    _fit(digits, epochs=1, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        _fit(digits, epochs=1, checkpoint_dir=tmp_path)
