@@ -59,3 +59,16 @@ def away_from_zero(rng: np.random.Generator, shape, dtype) -> jax.Array:
     """Values with |x| ≥ 0.1, so a finite-difference step never crosses a kink at 0."""
     values = rng.standard_normal(shape)
     return jnp.asarray(np.sign(values) * (0.1 + np.abs(values)), dtype=dtype)
+
+
+def of_positions(fn, args: tuple, positions) -> object:
+    """``fn`` as a function of ``args[i] for i in positions`` only, the other arguments fixed
+    (integer labels, static ints): what ``jax.vjp`` and ``check_grads`` differentiate."""
+
+    def on_positions(*values):
+        full = list(args)
+        for i, value in zip(positions, values, strict=True):
+            full[i] = value
+        return fn(*full)
+
+    return on_positions

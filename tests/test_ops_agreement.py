@@ -17,7 +17,7 @@ import pytest
 from jax.test_util import check_grads
 
 from fnnet import autodiff, manual
-from tests.helpers import assert_tree_allclose, away_from_zero, normal
+from tests.helpers import assert_tree_allclose, away_from_zero, normal, of_positions
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,8 @@ def _vjp_fn(fn, case: Case, args: tuple):
     """``args -> (value, cotangents of the differentiable args)`` under cotangent ``cot``."""
 
     def run(*args):
-        def on_diff(*diff_args):
-            full = list(args)
-            for i, a in zip(case.diff, diff_args, strict=True):
-                full[i] = a
-            return fn(*full)
-
-        value, pullback = jax.vjp(on_diff, *(args[i] for i in case.diff))
+        value, pullback = jax.vjp(of_positions(fn, args, case.diff),
+                                  *(args[i] for i in case.diff))
         cot = jnp.full_like(value, 1.7) + 0.3 * jnp.arange(value.size, dtype=value.dtype).reshape(
             value.shape)
         return value, pullback(cot)
@@ -134,10 +129,5 @@ def test_manual_vjp_matches_numerical_gradient(case: Case, x64):
         args = (0.5 * args[0] + 0.5 / args[0].shape[1], *args[1:])
         eps = 1e-7
 
-    def on_diff(*diff_args):
-        full = list(args)
-        for i, a in zip(case.diff, diff_args, strict=True):
-            full[i] = a
-        return getattr(manual, case.op)(*full)
-
-    check_grads(on_diff, tuple(args[i] for i in case.diff), order=1, modes=["rev"], eps=eps)
+    check_grads(of_positions(getattr(manual, case.op), args, case.diff),
+                tuple(args[i] for i in case.diff), order=1, modes=["rev"], eps=eps)

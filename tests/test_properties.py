@@ -43,6 +43,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fnnet import autodiff, manual
+from tests.helpers import of_positions
 
 PROPERTY = settings(derandomize=True, deadline=None, max_examples=30, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -65,13 +66,7 @@ LABELS = ("int", "onehot", "soft", "unnormalised")
 def _vjp(fn: Callable, args: tuple, diff: tuple[int, ...], g: jax.Array):
     """``(value, cotangents of args[diff])`` of ``fn(*args)`` under the cotangent ``g``."""
 
-    def on_diff(*diff_args):
-        full = list(args)
-        for i, a in zip(diff, diff_args, strict=True):
-            full[i] = a
-        return fn(*full)
-
-    value, pullback = jax.vjp(on_diff, *(args[i] for i in diff))
+    value, pullback = jax.vjp(of_positions(fn, args, diff), *(args[i] for i in diff))
     return value, pullback(g)
 
 
