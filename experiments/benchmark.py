@@ -75,7 +75,7 @@ import fnnet
 from fnnet.data import Dataset, DatasetError, load_dataset
 from fnnet.optim import sgd as hand_sgd
 from fnnet.precision import mixed_precision
-from fnnet.train import make_epoch, make_train_step
+from fnnet.train import TrainState, init_train_state, make_epoch, make_train_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
 Trainer = Callable[[PairParams, np.ndarray, np.ndarray, np.ndarray, float, str],
@@ -168,21 +168,19 @@ def fnnet_trainer(grads: str, optimizer: str, loop: str, chunk: int,
                                       params[-1][0].shape[1], activation=activation, grads=grads)
         if dtype == "bfloat16":
             model = mixed_precision(model)  # fnnet's --precision bf16
-        loss_fn = model.loss
         opt = hand_sgd(lr) if optimizer == "handsgd" else optax.sgd(lr)
         initial = to_fnnet(params)
 
-        def fresh_carry() -> tuple[Any, Any]:
-            device_params = jax.device_put(initial)
-            return device_params, opt.init(device_params)
+        def fresh_carry() -> tuple[TrainState]:
+            return (init_train_state(model, jax.device_put(initial), opt),)
 
         if loop == "jit":
-            (final, _), seconds, compile_s = jax_common.train_per_step(
-                make_train_step(loss_fn, opt), fresh_carry, x, t, indices)
+            (final,), seconds, compile_s = jax_common.train_per_step(
+                make_train_step(model, opt), fresh_carry, x, t, indices)
         else:
-            (final, _), seconds, compile_s = train_scanned(
-                make_epoch(loss_fn, opt), fresh_carry, x, t, indices, chunk)
-        return from_fnnet(final), seconds, compile_s
+            (final,), seconds, compile_s = train_scanned(
+                make_epoch(model, opt), fresh_carry, x, t, indices, chunk)
+        return from_fnnet(final.params), seconds, compile_s
 
     return train
 

@@ -31,7 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "gradient_check.json"
 
 NETS = {  # name: gradcheck_model arguments
     "two-layer": dict(net="two-layer", hidden=(50,), weight_init="normal"),
-    "mlp-3x100": dict(net="multi-layer", hidden=(100, 100, 100), weight_init="he"),
+    "mlp-3x100": dict(net="mlp", hidden=(100, 100, 100), weight_init="he"),
 }
 
 

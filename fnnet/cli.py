@@ -63,8 +63,10 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from fnnet.data import DATASETS
-    from fnnet.layers import ACTIVATIONS, GRADS
+    from fnnet.init import INITIALIZERS
+    from fnnet.layers import ACTIVATIONS, GRADS, NETS
     from fnnet.optim import OPTIMIZERS
+    from fnnet.precision import PRECISIONS
     from fnnet.train import SAMPLINGS
 
     parser = _Parser(prog="fnnet", description=(
@@ -89,12 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--no-download", action="store_true",
                       help="never download missing MNIST/Fashion-MNIST files")
     model = train.add_argument_group("model")
-    model.add_argument("--net", choices=("two-layer", "mlp"), default="two-layer")
+    model.add_argument("--net", choices=NETS, default="two-layer")
     model.add_argument("--hidden", type=_positive_int, action="append", default=None,
                        metavar="SIZE",
                        help="hidden layer width; repeat for each layer of an mlp (default: 50)")
     model.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    model.add_argument("--init", choices=("normal", "xavier", "he"), default="normal",
+    model.add_argument("--init", choices=INITIALIZERS, default="normal",
                        help="normal = N(0, 0.01²) (the book's), xavier = N(0, 1/fan_in), "
                             "he = N(0, 2/fan_in)")
     model.add_argument("--grads", choices=GRADS, default="manual",
@@ -116,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = train.add_argument_group("run")
     run.add_argument("--device", choices=("cpu", "gpu"), default=None,
                      help="restrict to this kind of device (default: JAX's default device)")
-    run.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    run.add_argument("--precision", choices=PRECISIONS, default="fp32",
                      help="bf16 = float32 master params and optimiser state, matmuls and "
                           "activations in bfloat16")
     scale = train.add_argument_group("many devices and hosts")
@@ -154,11 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "reference and against central differences (in float64), on real samples. "
                     "Exits 1 if any leaf is out of tolerance.",
         formatter_class=_DefaultsFormatter)
-    check.add_argument("--net", choices=("two-layer", "mlp"), default="two-layer")
+    check.add_argument("--net", choices=NETS, default="two-layer")
     check.add_argument("--hidden", type=_positive_int, action="append", default=None,
                        metavar="SIZE", help="hidden width; repeat for an mlp (default: 50)")
     check.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    check.add_argument("--init", choices=("normal", "xavier", "he"), default="normal")
+    check.add_argument("--init", choices=INITIALIZERS, default="normal")
     check.add_argument("--dataset", choices=DATASETS, default="digits")
     check.add_argument("--data-dir", type=Path, default=None,
                        help="directory holding the IDX files (see fnnet train --help)")
@@ -282,8 +284,8 @@ def _train(args: argparse.Namespace) -> int:
     import jax
     from tqdm.auto import tqdm
 
-    import fnnet
     from fnnet.data import load_dataset
+    from fnnet.layers import build_net
     from fnnet.optim import get_optimizer
     from fnnet.precision import with_precision
     from fnnet.train import NonFiniteLossError, epoch_plan, fit
@@ -312,9 +314,9 @@ def _train(args: argparse.Namespace) -> int:
     settings = _settings(args, hidden)
     if args.resume:
         _check_resume_settings(args.checkpoint_dir, settings)
-    net = with_precision(fnnet.multi_layer_net(
-        data.x_train.shape[1], hidden, data.num_classes, activation=args.activation,
-        weight_init=args.init, grads=args.grads), args.precision)
+    net = with_precision(build_net(args.net, data.x_train.shape[1:], data.num_classes,
+                                   hidden=hidden, activation=args.activation,
+                                   weight_init=args.init, grads=args.grads), args.precision)
     init_key, data_key = jax.random.split(jax.random.key(args.seed))
     where = (f"{len(jax.devices()) if args.devices == 'all' else args.devices} devices"
              if args.devices is not None else (device or jax.devices()[0]).platform)
@@ -373,7 +375,7 @@ def _gradcheck(args: argparse.Namespace) -> int:
     hidden = _hidden_sizes(args)
     _check_writable("--json", args.json)
     report = gradcheck_model(
-        net="two-layer" if args.net == "two-layer" else "multi-layer", hidden=hidden,
+        net=args.net, hidden=hidden,
         activation=args.activation, weight_init=args.init, dataset=args.dataset,
         batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
         data_dir=None if args.data_dir is None else str(args.data_dir),

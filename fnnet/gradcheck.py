@@ -41,14 +41,12 @@ crosses them. Check deep ReLU nets with ``weight_init="he"`` (as the book's own
 ``MultiLayerNet`` does); the two-layer net with ``std = 0.01`` is fine in float64.
 
 >>> import functools, jax, fnnet
->>> previous = jax.config.jax_enable_x64
->>> jax.config.update("jax_enable_x64", True)
->>> report = compare_model_grads(functools.partial(fnnet.two_layer_net, 4, 5, 3,
-...                                                dtype=jax.numpy.float64),
-...                              jax.numpy.ones((2, 4)), jax.numpy.array([0, 2]))
+>>> with jax.enable_x64(True):
+...     report = compare_model_grads(functools.partial(fnnet.two_layer_net, 4, 5, 3,
+...                                                    dtype=jax.numpy.float64),
+...                                  jax.numpy.ones((2, 4)), jax.numpy.array([0, 2]))
 >>> report.ok, [leaf.path for leaf in report.leaves]
 (True, ['affine1/W', 'affine1/b', 'affine2/W', 'affine2/b'])
->>> jax.config.update("jax_enable_x64", previous)
 """
 
 from __future__ import annotations
@@ -65,7 +63,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from fnnet.layers import Model, multi_layer_net, two_layer_net
+from fnnet._checks import check_int
+from fnnet.layers import NETS, Model, build_net
 from fnnet.precision import cast_floating
 
 __all__ = [
@@ -291,16 +290,8 @@ def _finite(value: Any) -> Any:
 
 
 def _path_str(path: Sequence[Any]) -> str:
-    """A pytree key path as ``a/b/0``; ``params`` for the root."""
-    parts = []
-    for key in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-        else:
-            parts.append(jax.tree_util.keystr((key,)))
-    return "/".join(parts) or "params"
+    """A pytree key path as ``a/b/0`` (JAX's own ``keystr``); ``params`` for the root."""
+    return jax.tree_util.keystr(tuple(path), simple=True, separator="/") or "params"
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -483,10 +474,8 @@ def compare_model_grads(
     return compare_grads(manual_model.loss, autodiff_model.loss, params, x, t, **kwargs)
 
 
-NETS = ("two-layer", "multi-layer")
-
-
 def gradcheck_model(
+    *,
     net: str = "two-layer",
     hidden: Sequence[int] = (50,),
     activation: str = "relu",
@@ -496,7 +485,6 @@ def gradcheck_model(
     dtype: str = "float64",
     seed: int = 0,
     data_dir: str | None = None,
-    *,
     max_entries: int | None = 64,
     numerical: bool = True,
     download: bool = True,
@@ -504,20 +492,19 @@ def gradcheck_model(
     """Gradient check of one of the book's nets on real samples (what ``fnnet gradcheck`` runs).
 
     Takes the first ``batch_size`` samples of ``np.random.default_rng(seed).permutation`` of
-    the training set of ``dataset`` (:func:`fnnet.data.load_dataset`), builds
-    :func:`~fnnet.layers.two_layer_net` (``hidden`` must be one width) or
-    :func:`~fnnet.layers.multi_layer_net`, inits params with ``jax.random.key(seed)`` and runs
+    the training set of ``dataset`` (:func:`fnnet.data.load_dataset`), builds the net
+    ``net`` of :data:`fnnet.layers.NETS`, inits params with ``jax.random.key(seed)`` and runs
     :func:`compare_model_grads`.
 
-    Float64 is switched on (``jax_enable_x64``) for the duration of the call, for either
-    ``dtype``, and the previous setting is restored afterwards. For ``dtype="float64"``
+    Float64 is enabled for the duration of the call only (``jax.enable_x64``, a scoped
+    setting: the global flag is left alone), for either ``dtype``. For ``dtype="float64"``
     everything runs in float64; for ``dtype="float32"`` the params, inputs, forward and both
     backward passes stay float32 and only the numerical reference is float64 (a float32
     central difference is too coarse to judge a float32 gradient, see
     :data:`RTOL_NUMERICAL`).
 
     Args:
-      net: ``"two-layer"`` (:func:`~fnnet.layers.two_layer_net`) or ``"multi-layer"``.
+      net: a name of :data:`fnnet.layers.NETS` (``"two-layer"``, ``"mlp"``, …).
       hidden: hidden widths (exactly one for ``"two-layer"``).
       activation: ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
       weight_init: ``"normal"`` (std 0.01), ``"xavier"``, ``"he"`` or a float std.
@@ -530,42 +517,22 @@ def gradcheck_model(
       download: fetch missing MNIST/Fashion-MNIST files (see :func:`fnnet.data.load_dataset`).
     """
     if net not in NETS:
-        raise ValueError(f"gradcheck_model: net must be one of {NETS}; got {net!r}")
+        raise ValueError(f"gradcheck_model: net must be one of {tuple(NETS)}; got {net!r}")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"gradcheck_model: dtype must be 'float32' or 'float64'; got {dtype!r}")
-    hidden = tuple(hidden)
-    if net == "two-layer" and len(hidden) != 1:
-        raise ValueError(f"gradcheck_model: the two-layer net has one hidden layer, so hidden "
-                         f"must hold one width; got {hidden}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"gradcheck_model: batch_size must be an integer >= 1; "
-                         f"got {batch_size!r}")
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)  # restored below: the report holds floats
-    try:
-        return _gradcheck_on_samples(net, hidden, activation, weight_init, dataset, batch_size,
-                                     dtype, seed, data_dir, max_entries, numerical, download)
-    finally:
-        jax.config.update("jax_enable_x64", previous)
+    batch_size = check_int("gradcheck_model: batch_size", batch_size)
+    with jax.enable_x64(True):
+        from fnnet.data import load_dataset  # data loading is only needed here
 
-
-def _gradcheck_on_samples(net, hidden, activation, weight_init, dataset, batch_size, dtype,
-                          seed, data_dir, max_entries, numerical, download) -> GradReport:
-    from fnnet.data import load_dataset  # data loading is only needed here
-
-    data = load_dataset(dataset, data_dir=data_dir, download=download)
-    if batch_size > len(data.x_train):
-        raise ValueError(f"gradcheck_model: batch_size must be <= {len(data.x_train)} (the "
-                         f"training set of {dataset}); got {batch_size}")
-    rows = np.random.default_rng(seed).permutation(len(data.x_train))[:batch_size]
-    x = jnp.asarray(data.x_train[rows], dtype)
-    t = jnp.asarray(data.t_train[rows])
-    common = dict(activation=activation, weight_init=weight_init, dtype=jnp.dtype(dtype))
-    if net == "two-layer":
-        build = functools.partial(two_layer_net, x.shape[1], hidden[0], data.num_classes,
-                                  **common)
-    else:
-        build = functools.partial(multi_layer_net, x.shape[1], hidden, data.num_classes,
-                                  **common)
-    return compare_model_grads(build, x, t, key=jax.random.key(seed), max_entries=max_entries,
-                               numerical=numerical, seed=seed)
+        data = load_dataset(dataset, data_dir=data_dir, download=download)
+        if batch_size > len(data.x_train):
+            raise ValueError(f"gradcheck_model: batch_size must be <= {len(data.x_train)} (the "
+                             f"training set of {dataset}); got {batch_size}")
+        rows = np.random.default_rng(seed).permutation(len(data.x_train))[:batch_size]
+        x = jnp.asarray(data.x_train[rows], dtype)
+        t = jnp.asarray(data.t_train[rows])
+        build = functools.partial(build_net, net, x.shape[1:], data.num_classes,
+                                  hidden=tuple(hidden), activation=activation,
+                                  weight_init=weight_init, dtype=jnp.dtype(dtype))
+        return compare_model_grads(build, x, t, key=jax.random.key(seed),
+                                   max_entries=max_entries, numerical=numerical, seed=seed)

@@ -1,13 +1,23 @@
-"""Layers as pure ``(init, apply)`` pairs over parameter pytrees, and the book's networks.
+"""Layers as pure ``(init, apply)`` pairs over shapes, params, state and keys; the book's nets.
 
-A :class:`Layer` is two pure functions:
+A :class:`Layer` is two pure functions (stax's ``(init_fun, apply_fun)`` with Haiku's
+``transform_with_state``):
 
-* ``init(key, input_size) -> (output_size, params)`` — ``params`` is a dict of arrays, or
-  ``None`` for a layer without parameters;
-* ``apply(params, x) -> y``.
+* ``init(key, input_shape) -> (output_shape, params, state)``;
+* ``apply(params, state, x, *, key=None, train=False) -> (y, state)``.
 
-:func:`serial` chains named layers; its params are a dict keyed by layer name, holding only
-the layers that have parameters, e.g. ``{"affine1": {"W": …, "b": …}, "affine2": {…}}``.
+Shapes exclude the batch axis: an MLP layer sees ``(D,)``, a conv layer ``(C, H, W)``. A layer
+without parameters or state returns empty dicts ``{}``. ``key`` is the only source of
+randomness (dropout); ``train`` switches batch statistics and dropout on.
+
+:func:`serial` chains named layers: its params and state are dicts keyed by layer name holding
+only the layers that have any, e.g. ``{"affine1": {"W": …, "b": …}, "affine2": {…}}``; it
+threads the state through and splits the key, one per layer.
+
+A :class:`Model` is a classifier built on a network: ``init``, ``apply``, ``loss`` and
+``accuracy`` as pure functions of a parameter pytree. For a net without state or randomness
+``jax.grad(net.loss)(params, x, t)`` is all it takes; nets with state use
+``loss_and_state`` with ``has_aux=True``.
 
 The ``grads`` switch (``"manual"`` or ``"autodiff"``) picks the ops for a whole model: the
 hand rules of :mod:`fnnet.manual` or the references of :mod:`fnnet.autodiff`. The forward
@@ -16,6 +26,7 @@ values and the parameter pytrees are the same, so params move freely between the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -24,33 +35,46 @@ import jax
 import jax.numpy as jnp
 
 from fnnet import autodiff, manual
-from fnnet.init import get_initializer
+from fnnet._checks import check_int
+from fnnet.init import Initializer, resolve
 
+Shape = tuple[int, ...]
 Params = dict[str, Any]
+State = dict[str, Any]
 GRADS = ("manual", "autodiff")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 
 
 class Layer(NamedTuple):
-    """A layer: ``init(key, input_size) -> (output_size, params)``, ``apply(params, x)``."""
+    """``init(key, input_shape) -> (output_shape, params, state)`` and
+    ``apply(params, state, x, *, key=None, train=False) -> (y, state)``."""
 
-    init: Callable[[jax.Array, int], tuple[int, Params | None]]
-    apply: Callable[[Params | None, jax.Array], jax.Array]
+    init: Callable[[jax.Array, Shape], tuple[Shape, Params, State]]
+    apply: Callable[..., tuple[jax.Array, State]]
 
 
 class Model(NamedTuple):
-    """A classifier as pure functions of a parameter pytree.
+    """A classifier as pure functions of a parameter pytree (``t``: class indices ``(N,)`` or
+    one-hot rows ``(N, C)``).
 
-    ``init(key) -> params``; ``apply(params, x) -> logits``;
-    ``loss(params, x, t) -> scalar`` (softmax cross-entropy, batch mean);
-    ``accuracy(params, x, t) -> scalar`` (fraction of argmax hits). ``t`` is integer class
-    indices ``(N,)`` or one-hot rows ``(N, C)``.
+    * ``init(key) -> params``; ``init_state() -> state`` (``{}`` for nets without state);
+    * ``apply(params, x, *, state=None, key=None, train=False) -> logits``;
+    * ``loss(params, x, t, *, state=None, key=None, train=True) -> scalar``: softmax
+      cross-entropy, batch mean (a training-mode state update is discarded);
+    * ``loss_and_state(params, state, x, t, *, key=None) -> (loss, new_state)``: the training
+      loss and the updated state, for ``jax.value_and_grad(..., has_aux=True)``;
+    * ``accuracy(params, x, t, *, state=None) -> scalar``: fraction of argmax hits, eval mode;
+    * ``input_shape``, ``output_shape``: one example's shapes (no batch axis).
     """
 
     init: Callable[[jax.Array], Params]
-    apply: Callable[[Params, jax.Array], jax.Array]
-    loss: Callable[[Params, jax.Array, jax.Array], jax.Array]
-    accuracy: Callable[[Params, jax.Array, jax.Array], jax.Array]
+    init_state: Callable[[], State]
+    apply: Callable[..., jax.Array]
+    loss: Callable[..., jax.Array]
+    loss_and_state: Callable[..., tuple[jax.Array, State]]
+    accuracy: Callable[..., jax.Array]
+    input_shape: Shape
+    output_shape: Shape
 
 
 def ops_for(grads: str) -> ModuleType:
@@ -62,58 +86,141 @@ def ops_for(grads: str) -> ModuleType:
     raise ValueError(f"grads must be one of {GRADS}; got {grads!r}")
 
 
+def _stateless(init: Callable[[jax.Array, Shape], tuple[Shape, Params]],
+               fn: Callable[[Params, jax.Array], jax.Array]) -> Layer:
+    """A layer without state or randomness: ``init -> (shape, params)`` and ``fn(params, x)``."""
+
+    def init_with_state(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params, State]:
+        return (*init(key, tuple(input_shape)), {})
+
+    def apply(params: Params, state: State, x: jax.Array, *, key: jax.Array | None = None,
+              train: bool = False) -> tuple[jax.Array, State]:
+        del key, train
+        return fn(params, x), state
+
+    return Layer(init_with_state, apply)
+
+
 def affine_layer(
     output_size: int,
     *,
-    weight_init: str | float = "normal",
+    weight_init: str | float | Initializer = "normal",
     grads: str = "manual",
     dtype: jnp.dtype = jnp.float32,
 ) -> Layer:
-    """Affine layer ``y = x·W + b``: ``W`` from ``weight_init``, ``b = 0``."""
-    _check_size("output_size", output_size)
-    initializer = get_initializer(weight_init)
+    """Affine layer ``y = x·W + b`` over the last axis: ``(…, D) -> (…, M)``; ``W (D, M)`` from
+    ``weight_init``, ``b = 0``."""
+    output_size = check_int("output_size", output_size)
+    initializer = resolve(weight_init)
     affine = ops_for(grads).affine
 
-    def init(key: jax.Array, input_size: int) -> tuple[int, Params]:
-        W = initializer(key, (input_size, output_size), dtype)
-        return output_size, {"W": W, "b": jnp.zeros((output_size,), dtype)}
+    def init(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
+        if len(input_shape) < 1:
+            raise ValueError(f"affine layer: input shape must have a feature axis (…, D); "
+                             f"got {input_shape}")
+        W = initializer(key, (input_shape[-1], output_size), dtype)
+        return (*input_shape[:-1], output_size), {"W": W, "b": jnp.zeros((output_size,), dtype)}
 
-    def apply(params: Params, x: jax.Array) -> jax.Array:
-        return affine(x, params["W"], params["b"])
-
-    return Layer(init, apply)
+    return _stateless(init, lambda params, x: affine(x, params["W"], params["b"]))
 
 
 def activation_layer(name: str, *, grads: str = "manual") -> Layer:
-    """Elementwise activation (``"relu"``, ``"sigmoid"`` or ``"tanh"``) without parameters."""
+    """Elementwise activation (``"relu"``, ``"sigmoid"`` or ``"tanh"``), any input shape."""
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}; got {name!r}")
     fn = getattr(ops_for(grads), name)
-    return Layer(lambda key, input_size: (input_size, None), lambda params, x: fn(x))
+    return _stateless(lambda key, shape: (shape, {}), lambda params, x: fn(x))
+
+
+def flatten_layer() -> Layer:
+    """``(C, H, W) -> (C·H·W,)`` (any shape to one axis), row-major as the book's reshape."""
+    return _stateless(lambda key, shape: ((math.prod(shape),), {}),
+                      lambda params, x: x.reshape(x.shape[0], -1))
 
 
 def serial(*named_layers: tuple[str, Layer]) -> Layer:
-    """Chain ``(name, layer)`` pairs; params are ``{name: params}`` for layers that have any."""
+    """Chain ``(name, layer)`` pairs; params and state are ``{name: …}`` for layers having any.
+
+    ``apply`` splits ``key`` into one key per layer (``None`` stays ``None``) and returns the
+    new state of every stateful layer.
+    """
     names = [name for name, _ in named_layers]
     if len(set(names)) != len(names):
         raise ValueError(f"serial: layer names must be unique; got {names}")
 
-    def init(key: jax.Array, input_size: int) -> tuple[int, Params]:
+    def init(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params, State]:
         params: Params = {}
+        state: State = {}
         keys = jax.random.split(key, len(named_layers))
-        size = input_size
+        shape = tuple(input_shape)
         for layer_key, (name, layer) in zip(keys, named_layers, strict=True):
-            size, layer_params = layer.init(layer_key, size)
-            if layer_params is not None:
+            shape, layer_params, layer_state = layer.init(layer_key, shape)
+            if layer_params:
                 params[name] = layer_params
-        return size, params
+            if layer_state:
+                state[name] = layer_state
+        return shape, params, state
 
-    def apply(params: Params, x: jax.Array) -> jax.Array:
-        for name, layer in named_layers:
-            x = layer.apply(params.get(name), x)
-        return x
+    def apply(params: Params, state: State, x: jax.Array, *, key: jax.Array | None = None,
+              train: bool = False) -> tuple[jax.Array, State]:
+        keys = [None] * len(named_layers) if key is None else jax.random.split(key,
+                                                                               len(named_layers))
+        new_state: State = {}
+        for layer_key, (name, layer) in zip(keys, named_layers, strict=True):
+            x, layer_state = layer.apply(params.get(name, {}), state.get(name, {}), x,
+                                         key=layer_key, train=train)
+            if layer_state:
+                new_state[name] = layer_state
+        return x, new_state
 
     return Layer(init, apply)
+
+
+def output_shape_of(layer: Layer, input_shape: Shape) -> Shape:
+    """The output shape ``layer.init`` announces for ``input_shape``, without computing params."""
+    shapes: list[Shape] = []
+
+    def trace() -> None:
+        shapes.append(tuple(layer.init(jax.random.key(0), tuple(input_shape))[0]))
+
+    jax.eval_shape(trace)
+    return shapes[0]
+
+
+def classifier(network: Layer, input_shape: Shape, *, grads: str = "manual") -> Model:
+    """A :class:`Model` with the book's Softmax-with-Loss on top of ``network``'s logits."""
+    input_shape = tuple(input_shape)
+    output_shape = output_shape_of(network, input_shape)
+    ops = ops_for(grads)
+
+    def init(key: jax.Array) -> Params:
+        return network.init(key, input_shape)[1]
+
+    def init_state() -> State:
+        # The state's initial values never depend on the key; jit drops the unused params.
+        return jax.jit(lambda: network.init(jax.random.key(0), input_shape)[2])()
+
+    def apply(params: Params, x: jax.Array, *, state: State | None = None,
+              key: jax.Array | None = None, train: bool = False) -> jax.Array:
+        return network.apply(params, {} if state is None else state, x, key=key, train=train)[0]
+
+    def loss_and_state(params: Params, state: State, x: jax.Array, t: jax.Array, *,
+                       key: jax.Array | None = None) -> tuple[jax.Array, State]:
+        logits, new_state = network.apply(params, state, x, key=key, train=True)
+        return ops.softmax_cross_entropy(logits, t), new_state
+
+    def loss(params: Params, x: jax.Array, t: jax.Array, *, state: State | None = None,
+             key: jax.Array | None = None, train: bool = True) -> jax.Array:
+        return ops.softmax_cross_entropy(apply(params, x, state=state, key=key, train=train), t)
+
+    def accuracy(params: Params, x: jax.Array, t: jax.Array, *,
+                 state: State | None = None) -> jax.Array:
+        predicted = jnp.argmax(apply(params, x, state=state), axis=-1)
+        labels = t if jnp.issubdtype(jnp.asarray(t).dtype, jnp.integer) else jnp.argmax(t, -1)
+        return jnp.mean(predicted == labels)
+
+    return Model(init, init_state, apply, loss, loss_and_state, accuracy, input_shape,
+                 output_shape)
 
 
 def multi_layer_net(
@@ -122,7 +229,7 @@ def multi_layer_net(
     output_size: int,
     *,
     activation: str = "relu",
-    weight_init: str | float = "normal",
+    weight_init: str | float | Initializer = "normal",
     grads: str = "manual",
     dtype: jnp.dtype = jnp.float32,
 ) -> Model:
@@ -136,15 +243,18 @@ def multi_layer_net(
       hidden_sizes: width of each hidden layer (any depth, may be empty).
       output_size: number of classes, C ≥ 2.
       activation: ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
-      weight_init: ``"normal"`` (std 0.01, the book's), ``"xavier"``, ``"he"``, or a float std.
+      weight_init: ``"normal"`` (std 0.01, the book's), ``"xavier"``, ``"he"``, a float std,
+        or an initializer ``(key, shape, dtype) -> array`` (see :mod:`fnnet.init`).
       grads: ``"manual"`` (hand-derived custom_vjp rules) or ``"autodiff"`` (jax.grad).
       dtype: parameter dtype.
     """
-    _check_size("input_size", input_size)
-    for i, size in enumerate(hidden_sizes):
-        _check_size(f"hidden_sizes[{i}]", size)
-    _check_size("output_size", output_size, minimum=2)
-    ops = ops_for(grads)
+    input_size = check_int("input_size", input_size)
+    hidden_sizes = [check_int(f"hidden_sizes[{i}]", size) for i, size in enumerate(hidden_sizes)]
+    output_size = check_int("output_size", output_size, minimum=2)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}")
+    ops_for(grads)  # fail early on a bad grads value
+    weight_init = resolve(weight_init)
     layers: list[tuple[str, Layer]] = []
     for i, size in enumerate(hidden_sizes, start=1):
         layers.append((f"affine{i}", affine_layer(size, weight_init=weight_init, grads=grads,
@@ -152,20 +262,7 @@ def multi_layer_net(
         layers.append((f"{activation}{i}", activation_layer(activation, grads=grads)))
     layers.append((f"affine{len(hidden_sizes) + 1}",
                    affine_layer(output_size, weight_init=weight_init, grads=grads, dtype=dtype)))
-    network = serial(*layers)
-
-    def init(key: jax.Array) -> Params:
-        return network.init(key, input_size)[1]
-
-    def loss(params: Params, x: jax.Array, t: jax.Array) -> jax.Array:
-        return ops.softmax_cross_entropy(network.apply(params, x), t)
-
-    def accuracy(params: Params, x: jax.Array, t: jax.Array) -> jax.Array:
-        predicted = jnp.argmax(network.apply(params, x), axis=-1)
-        labels = t if jnp.issubdtype(jnp.asarray(t).dtype, jnp.integer) else jnp.argmax(t, -1)
-        return jnp.mean(predicted == labels)
-
-    return Model(init, network.apply, loss, accuracy)
+    return classifier(serial(*layers), (input_size,), grads=grads)
 
 
 def two_layer_net(
@@ -174,7 +271,7 @@ def two_layer_net(
     output_size: int,
     *,
     activation: str = "relu",
-    weight_init: str | float = "normal",
+    weight_init: str | float | Initializer = "normal",
     grads: str = "manual",
     dtype: jnp.dtype = jnp.float32,
 ) -> Model:
@@ -193,6 +290,36 @@ def two_layer_net(
                            weight_init=weight_init, grads=grads, dtype=dtype)
 
 
-def _check_size(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+def _two_layer(input_shape: Shape, num_classes: int, *, hidden: Sequence[int] = (50,),
+               **options: Any) -> Model:
+    if len(hidden) != 1:
+        raise ValueError(f"the two-layer net has exactly one hidden layer; got {len(hidden)} "
+                         f"hidden sizes {list(hidden)} (use the mlp for more)")
+    return two_layer_net(_features(input_shape), hidden[0], num_classes, **options)
+
+
+def _mlp(input_shape: Shape, num_classes: int, *, hidden: Sequence[int] = (50,),
+         **options: Any) -> Model:
+    return multi_layer_net(_features(input_shape), hidden, num_classes, **options)
+
+
+def _features(input_shape: Shape) -> int:
+    if len(input_shape) != 1:
+        raise ValueError(f"an MLP takes flat examples (D,); got example shape {input_shape}")
+    return input_shape[0]
+
+
+NETS: dict[str, Callable[..., Model]] = {"two-layer": _two_layer, "mlp": _mlp}
+"""The nets by the names ``fnnet train --net`` and ``fnnet gradcheck --net`` take; each is
+``build(input_shape, num_classes, **options) -> Model``."""
+
+
+def build_net(name: str, input_shape: Shape, num_classes: int, **options: Any) -> Model:
+    """The net ``name`` of :data:`NETS` for examples of ``input_shape`` and ``num_classes``.
+
+    >>> build_net("mlp", (64,), 10, hidden=[20, 20]).output_shape
+    (10,)
+    """
+    if name not in NETS:
+        raise ValueError(f"net must be one of {tuple(NETS)}; got {name!r}")
+    return NETS[name](tuple(input_shape), num_classes, **options)

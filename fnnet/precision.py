@@ -32,21 +32,31 @@ def cast_floating(tree: Any, dtype: jnp.dtype) -> Any:
 
 
 def mixed_precision(model: Model, compute_dtype: jnp.dtype = jnp.bfloat16) -> Model:
-    """``model`` computing in ``compute_dtype`` over float32 master params (see module doc)."""
+    """``model`` computing in ``compute_dtype`` over float32 master params (see module doc).
 
-    def apply(params, x):
-        logits = model.apply(cast_floating(params, compute_dtype), cast_floating(x, compute_dtype))
-        return logits.astype(jnp.float32)
+    The model's state (batch-norm running statistics) stays float32 as well.
+    """
 
-    def loss(params, x, t):
-        low = cast_floating((params, x, t), compute_dtype)
-        return model.loss(*low).astype(jnp.float32)
+    def low(tree):
+        return cast_floating(tree, compute_dtype)
 
-    def accuracy(params, x, t):
-        return model.accuracy(cast_floating(params, compute_dtype), cast_floating(x, compute_dtype),
-                              t)
+    def apply(params, x, *, state=None, key=None, train=False):
+        return model.apply(low(params), low(x), state=state, key=key,
+                           train=train).astype(jnp.float32)
 
-    return Model(model.init, apply, loss, accuracy)
+    def loss(params, x, t, *, state=None, key=None, train=True):
+        return model.loss(low(params), low(x), low(t), state=state, key=key,
+                          train=train).astype(jnp.float32)
+
+    def loss_and_state(params, state, x, t, *, key=None):
+        value, new_state = model.loss_and_state(low(params), state, low(x), low(t), key=key)
+        return value.astype(jnp.float32), cast_floating(new_state, jnp.float32)
+
+    def accuracy(params, x, t, *, state=None):
+        return model.accuracy(low(params), low(x), t, state=state)
+
+    return model._replace(apply=apply, loss=loss, loss_and_state=loss_and_state,
+                          accuracy=accuracy)
 
 
 def with_precision(model: Model, precision: str) -> Model:

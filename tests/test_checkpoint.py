@@ -28,7 +28,7 @@ from fnnet.checkpoint import (
     save_checkpoint,
 )
 from fnnet.data import load_digits
-from fnnet.train import batch_indices, make_epoch
+from fnnet.train import TrainState, batch_indices, make_epoch
 
 SETTINGS = {"lr": 0.1, "momentum": 0.9, "hidden": [50], "activation": "relu", "seed": 0}
 
@@ -399,14 +399,15 @@ def test_three_chunks_save_restore_three_more_equals_six_straight(tmp_path):
     x, t = jnp.asarray(digits.x_train), jnp.asarray(digits.t_train)
     net = fnnet.two_layer_net(64, 20, 10, activation="relu", weight_init="he")
     optimizer = optax.sgd(0.05, momentum=0.9)
-    run_epoch = make_epoch(net.loss, optimizer)
+    run_epoch = make_epoch(net, optimizer)
     batch, steps = 64, 8
 
     def chunks(params, opt_state, key, epochs):
         for epoch in epochs:
             indices = batch_indices(jax.random.fold_in(key, epoch), num_examples=len(x),
                                     batch_size=batch, num_steps=steps)
-            params, opt_state, _ = run_epoch(params, opt_state, x, t, indices)
+            (params, opt_state, _), _ = run_epoch(TrainState(params, opt_state, {}), x, t,
+                                                  indices)
         return params, opt_state
 
     key = jax.random.key(2024)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -52,14 +54,14 @@ def test_resume_without_a_checkpoint_starts_from_scratch(digits, tmp_path):
 
 
 def test_a_nan_loss_stops_training_and_names_the_step_and_last_checkpoint(digits, tmp_path):
-    x = digits.x_train.copy()
-    x[700:] = np.nan  # the permutation of epoch 1 reaches these rows within a few steps
-    poisoned = digits._replace(x_train=x)
-    with pytest.raises(NonFiniteLossError) as info:
-        _fit(poisoned, epochs=2, checkpoint_dir=tmp_path)
+    net = _net()
+    with pytest.raises(NonFiniteLossError) as info:  # step 1's update sends the params to inf
+        fit(net, net.init(jax.random.key(0)), digits, optimizer=sgd(3e38),
+            key=jax.random.key(1), batch_size=100, epochs=2, progress=False,
+            checkpoint_dir=tmp_path)
     error = info.value
-    assert error.step == 1 and error.checkpoint is None  # the very first batch has NaN rows
-    assert "non-finite loss (nan) at step 1 (epoch 1)" in str(error)
+    assert error.step == 2 and error.checkpoint is None
+    assert re.search(r"non-finite loss \((nan|inf)\) at step 2 \(epoch 1\)", str(error))
     assert "last good checkpoint: none" in str(error)
     assert list_checkpoints(tmp_path) == []  # nothing NaN was written
 
@@ -67,11 +69,11 @@ def test_a_nan_loss_stops_training_and_names_the_step_and_last_checkpoint(digits
 def test_a_blow_up_after_a_checkpoint_names_that_checkpoint(digits, tmp_path):
     net = _net()
     _fit(digits, epochs=1, checkpoint_dir=tmp_path)  # 14 good steps, saved
-    x = digits.x_train.copy()
-    x[:] = np.inf
     with pytest.raises(NonFiniteLossError) as info:
-        _fit(digits._replace(x_train=x), epochs=2, checkpoint_dir=tmp_path, resume=True)
-    assert info.value.step == 15
+        fit(net, net.init(jax.random.key(0)), digits, optimizer=sgd(3e38),
+            key=jax.random.key(1), batch_size=100, epochs=2, progress=False,
+            checkpoint_dir=tmp_path, resume=True)
+    assert info.value.step == 16  # step 15 is taken from good params, its update breaks them
     assert info.value.checkpoint == tmp_path / "step_00000014.npz"
     assert "last good checkpoint: " + str(tmp_path / "step_00000014.npz") in str(info.value)
     restored = restore_checkpoint(tmp_path, params_like=net.init(jax.random.key(0)),
@@ -155,3 +157,56 @@ def test_a_directory_with_checkpoints_needs_resume(digits, tmp_path):
     _fit(digits, epochs=1, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="already holds checkpoints"):
         _fit(digits, epochs=1, checkpoint_dir=tmp_path)
+
+
+# --- fit checks its data and arguments before training -------------------------------------
+
+
+def _refused(data, net=None, **kwargs):
+    net = net or _net()
+    options = dict(optimizer=sgd(0.1), key=jax.random.key(1), batch_size=100, epochs=1,
+                   progress=False) | kwargs
+    with pytest.raises(ValueError) as info:
+        fit(net, net.init(jax.random.key(0)), data, **options)
+    return str(info.value)
+
+
+def test_fewer_labels_than_images_is_refused(digits):
+    message = _refused(digits._replace(t_train=digits.t_train[:100]))
+    assert message == "data: x_train has 1437 examples but t_train has 100 labels"
+
+
+def test_labels_beyond_the_models_classes_are_refused(digits):
+    message = _refused(digits, net=fnnet.two_layer_net(64, 10, 5))
+    assert message == ("data: t_train holds labels in [0, 9] but the model has 5 classes "
+                       "(labels 0..4)")
+
+
+def test_a_non_finite_input_is_refused_naming_the_example(digits):
+    x = digits.x_train.copy()
+    x[700, 3] = np.nan
+    message = _refused(digits._replace(x_train=x))
+    assert message == "data: x_train has 1 non-finite values (first in example 700)"
+
+
+def test_an_empty_test_set_or_wrong_example_shape_is_refused(digits):
+    empty = digits._replace(x_test=digits.x_test[:0], t_test=digits.t_test[:0])
+    assert _refused(empty) == "data: the test set is empty"
+    images = digits._replace(x_train=digits.x_train.reshape(-1, 8, 8))
+    assert _refused(images) == ("data: the model takes examples of shape (64,); x_train has "
+                                "(8, 8)")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(epochs=1.5), "epochs must be an integer >= 1; got 1.5"),
+    (dict(epochs=None, steps=0), "steps must be an integer >= 1; got 0"),
+    (dict(batch_size=np.int64(0)), "batch_size must be an integer >= 1; got np.int64(0)"),
+    (dict(checkpoint_every=0), "checkpoint_every must be an integer >= 1; got 0"),
+])
+def test_bad_arguments_are_refused_with_their_name(digits, kwargs, message):
+    assert _refused(digits, **kwargs) == message
+
+
+def test_numpy_integer_arguments_are_accepted(digits):
+    _, history = _fit(digits, epochs=np.int64(1))
+    assert history.epoch == [1]

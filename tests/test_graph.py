@@ -1,113 +1,29 @@
-"""Computational-graph nodes (add, mul, branch, repeat, sum): the hand rules against jax.grad of
-the references under random cotangents, in closed form, under jit and vmap, numerically in
-float64, across dtypes, and their errors."""
+"""Computational-graph nodes (add, mul, branch, repeat, sum): the rules in closed form, static
+arguments, dtypes, and their errors. (Their agreement with jax.grad under jit and vmap, and
+numerically, runs from the op table in tests/test_ops_agreement.py.)"""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from fnnet import autodiff, manual
 from fnnet.ops import graph
-from tests.helpers import assert_tree_allclose, normal
+from tests.helpers import normal
+from tests.test_ops_agreement import FIRST_OF_EACH_OP, Case, _random_like
 
 BOTH = [manual, autodiff]
 IDS = ["manual", "autodiff"]
 NODES = ("add", "mul", "branch", "repeat", "sum")
 
 
-@dataclass(frozen=True)
-class Case:
-    op: str
-    shapes: tuple[tuple[int, ...], ...]  # shapes of the array arguments (all differentiable)
-    static: dict[str, Any] = field(default_factory=dict)  # static keyword arguments
-    out: Any = None  # expected output shape (a tuple of shapes for branch)
-
-    def __repr__(self) -> str:
-        extra = "".join(f"-{k}{v}" for k, v in self.static.items())
-        return f"{self.op}-{'+'.join(map(str, self.shapes))}{extra}"
-
-    def fn(self, ops) -> Callable:
-        return functools.partial(getattr(ops, self.op), **self.static)
-
-    def args(self, rng: np.random.Generator, dtype) -> tuple[jax.Array, ...]:
-        return tuple(normal(rng, shape, dtype) for shape in self.shapes)
-
-
-CASES = [
-    *[Case(op, shapes, out=out) for op in ("add", "mul") for shapes, out in [
-        (((3, 1), (1, 4)), (3, 4)),
-        (((5, 4), (4,)), (5, 4)),
-        (((), (2, 3)), (2, 3)),
-        (((2, 1, 3), (4, 1)), (2, 4, 3)),
-    ][: 4 if op == "add" else 3]],
-    Case("branch", ((4, 3),), {"k": 1}, ((4, 3),)),
-    Case("branch", ((4, 3),), {"k": 3}, ((4, 3),) * 3),
-    Case("repeat", ((3,),), {"D": 4}, (4, 3)),
-    Case("repeat", ((2, 3),), {"D": 5, "axis": 1}, (2, 5, 3)),
-    Case("repeat", ((2, 3),), {"D": 2, "axis": -1}, (2, 3, 2)),
-    Case("sum", ((4, 3),), {}, ()),
-    Case("sum", ((2, 3, 4),), {"axis": (0, 2)}, (3,)),
-    Case("sum", ((2, 3, 4),), {"axis": -1, "keepdims": True}, (2, 3, 1)),
-    Case("sum", ((2, 3, 4),), {"axis": None, "keepdims": True}, (1, 1, 1)),
-]
-
-
-def _random_like(tree, seed: int):
-    """A random cotangent for every leaf of ``tree`` (never ones: a rule ignoring g fails)."""
-    leaves, treedef = jax.tree.flatten(tree)
-    rng = np.random.default_rng(seed)
-    return treedef.unflatten([normal(rng, leaf.shape, leaf.dtype) for leaf in leaves])
-
-
 def _value_and_vjp(fn: Callable, args: tuple, cot) -> tuple:
     value, pullback = jax.vjp(fn, *args)
     return value, pullback(cot)
-
-
-@pytest.mark.parametrize("case", CASES, ids=repr)
-@pytest.mark.parametrize("transform", ["eager", "jit"])
-def test_manual_vjp_matches_autodiff(case: Case, transform: str, dtype):
-    args = case.args(np.random.default_rng(0), dtype)
-    cot = _random_like(jax.eval_shape(case.fn(autodiff), *args), seed=1)
-    run_m, run_r = (functools.partial(_value_and_vjp, case.fn(ops)) for ops in BOTH)
-    if transform == "jit":
-        run_m = jax.jit(run_m)  # the hand rule under jit, against the eager reference
-    (value_m, grads_m), (value_r, grads_r) = run_m(args, cot), run_r(args, cot)
-    assert jax.tree.map(jnp.shape, value_m) == case.out
-    assert all(leaf.dtype == dtype for leaf in jax.tree.leaves((value_m, grads_m)))
-    assert_tree_allclose(value_m, value_r, dtype)
-    assert_tree_allclose(grads_m, grads_r, dtype)
-    assert tuple(g.shape for g in grads_m) == case.shapes
-
-
-@pytest.mark.parametrize("case", CASES[::2], ids=repr)
-def test_manual_vjp_under_vmap_matches_one_by_one(case: Case, dtype):
-    batches = [case.args(np.random.default_rng(seed), dtype) for seed in range(3)]
-    out_shape = jax.eval_shape(case.fn(autodiff), *batches[0])
-    cots = [_random_like(out_shape, seed=10 + i) for i in range(3)]
-    stack = functools.partial(jax.tree.map, lambda *xs: jnp.stack(xs))
-    batched = jax.vmap(functools.partial(_value_and_vjp, case.fn(manual)))(
-        stack(*batches), stack(*cots))
-    # The batched hand rule against each example alone (which matches autodiff, see above).
-    one_by_one = stack(*[_value_and_vjp(case.fn(manual), b, c)
-                         for b, c in zip(batches, cots, strict=True)])
-    assert_tree_allclose(batched, one_by_one, dtype)
-
-
-@pytest.mark.parametrize("case", CASES, ids=repr)
-def test_manual_vjp_matches_numerical_gradient(case: Case, x64):
-    args = case.args(np.random.default_rng(2), jnp.float64)
-    fn = case.fn(manual)
-    check_grads(fn, args, order=1, modes=["rev"])  # (check_vjp draws random cotangents)
 
 
 # --- the rules in closed form --------------------------------------------------------------
@@ -202,13 +118,13 @@ def test_static_arguments_under_jit():
 # --- dtypes --------------------------------------------------------------------------------
 
 
-HALF_CASES = [CASES[i] for i in (0, 5, 8, 10, 13)]  # one of each node
+HALF_CASES = [case for case in FIRST_OF_EACH_OP if case.op in NODES]
 
 
 @pytest.mark.parametrize("case, half", [*((c, jnp.bfloat16) for c in HALF_CASES),
                                         (HALF_CASES[1], jnp.float16)], ids=repr)
 def test_half_precision_in_half_precision_gradient_out(case: Case, half):
-    args = case.args(np.random.default_rng(0), half)
+    args = case.make(np.random.default_rng(0), half)
     cot = _random_like(jax.eval_shape(case.fn(manual), *args), seed=4)
     grads = _value_and_vjp(case.fn(manual), args, cot)[1]
     reference = _value_and_vjp(case.fn(autodiff), args, cot)[1]

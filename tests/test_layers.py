@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import fnnet
-from fnnet.init import get_initializer
-from fnnet.layers import activation_layer, affine_layer, serial
+from fnnet import layers
+from fnnet.init import fan_in, he, resolve, xavier
+from fnnet.layers import activation_layer, affine_layer, flatten_layer, serial
 from tests.helpers import assert_tree_allclose
 
 
@@ -75,7 +76,7 @@ def test_accuracy_accepts_indices_and_one_hot_labels():
     ("normal", 0.01), (0.05, 0.05), ("xavier", (1 / 400) ** 0.5), ("he", (2 / 400) ** 0.5),
 ])
 def test_initialisers_have_the_book_standard_deviations(name, std):
-    W = get_initializer(name)(jax.random.key(0), (400, 300), jnp.float32)
+    W = resolve(name)(jax.random.key(0), (400, 300), jnp.float32)
     assert W.shape == (400, 300) and W.dtype == jnp.float32
     np.testing.assert_allclose(float(jnp.std(W)), std, rtol=0.02)
     np.testing.assert_allclose(float(jnp.mean(W)), 0.0, atol=std * 0.01)
@@ -90,9 +91,10 @@ def test_same_key_same_params_different_key_different_params():
 
 def test_serial_of_named_layers_keeps_only_layers_with_params():
     net = serial(("affine1", affine_layer(3)), ("relu1", activation_layer("relu")))
-    size, params = net.init(jax.random.key(0), 4)
-    assert size == 3 and list(params) == ["affine1"]
-    assert net.apply(params, jnp.ones((2, 4))).shape == (2, 3)
+    shape, params, state = net.init(jax.random.key(0), (4,))
+    assert shape == (3,) and list(params) == ["affine1"] and state == {}
+    y, new_state = net.apply(params, state, jnp.ones((2, 4)))
+    assert y.shape == (2, 3) and new_state == {}
     with pytest.raises(ValueError, match="layer names must be unique"):
         serial(("a", affine_layer(3)), ("a", affine_layer(3)))
 
@@ -101,7 +103,7 @@ def test_serial_of_named_layers_keeps_only_layers_with_params():
     (dict(grads="numeric"), r"grads must be one of \('manual', 'autodiff'\); got 'numeric'"),
     (dict(activation="gelu"), r"activation must be one of .*; got 'gelu'"),
     (dict(weight_init="lecun"), r"weight_init must be one of .*; got 'lecun'"),
-    (dict(weight_init=-1.0), r"std must be > 0; got -1.0"),
+    (dict(weight_init=-1.0), r"std must be a finite number > 0; got -1.0"),
 ])
 def test_builder_options_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -123,3 +125,89 @@ def test_wrong_input_width_is_reported_by_the_first_affine_layer():
     params = net.init(jax.random.key(0))
     with pytest.raises(ValueError, match=r"x.shape=\(2, 5\), W.shape=\(4, 3\)"):
         net.loss(params, jnp.ones((2, 5)), jnp.array([0, 1]))
+
+
+# --- layers over shapes: what init announces is what apply returns -------------------------
+
+LAYER_ROWS = {
+    "affine_layer": lambda: affine_layer(3),
+    "activation_layer": lambda: activation_layer("tanh"),
+    "flatten_layer": flatten_layer,
+    "serial": lambda: serial(("flat", flatten_layer()), ("affine", affine_layer(4)),
+                             ("relu", activation_layer("relu"))),
+}
+INPUT_SHAPES = [(5,), (2, 3), (1, 4, 4)]
+
+
+def test_every_layer_constructor_has_a_shape_row():
+    constructors = {name for name in dir(layers)
+                    if (name.endswith("_layer") and not name.startswith("_")) or name == "serial"}
+    assert constructors == set(LAYER_ROWS)
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_ROWS))
+@pytest.mark.parametrize("input_shape", INPUT_SHAPES, ids=str)
+@pytest.mark.parametrize("train", [False, True])
+def test_init_announces_the_shape_apply_returns(name, input_shape, train):
+    layer = LAYER_ROWS[name]()
+    shape, params, state = layer.init(jax.random.key(0), input_shape)
+    x = jax.ShapeDtypeStruct((7, *input_shape), jnp.float32)
+    y, new_state = jax.eval_shape(
+        lambda x: layer.apply(params, state, x, key=jax.random.key(1), train=train), x)
+    assert y.shape == (7, *shape)
+    assert jax.tree.structure(new_state) == jax.tree.structure(state)
+
+
+def test_affine_layer_acts_on_the_last_axis():
+    shape, params, _ = affine_layer(5).init(jax.random.key(0), (28, 28))
+    assert shape == (28, 5) and params["W"].shape == (28, 5)
+
+
+def test_builders_take_numpy_and_jax_integer_sizes():
+    net = fnnet.two_layer_net(64, np.int64(50), jnp.int32(10))
+    params = net.init(jax.random.key(0))
+    assert params["affine1"]["W"].shape == (64, 50) and net.output_shape == (10,)
+
+
+def test_a_stateless_net_keeps_the_one_line_gradient_and_has_empty_state():
+    net = fnnet.two_layer_net(4, 3, 2)
+    params, x, t = net.init(jax.random.key(0)), jnp.ones((5, 4)), jnp.array([0, 1, 0, 1, 1])
+    grads = jax.grad(net.loss)(params, x, t)
+    (loss, state), grads_aux = jax.value_and_grad(net.loss_and_state, has_aux=True)(
+        params, net.init_state(), x, t)
+    assert net.init_state() == {} and state == {}
+    assert float(loss) == pytest.approx(float(net.loss(params, x, t)))
+    assert_tree_allclose(grads, grads_aux, jnp.float32)
+
+
+def test_build_net_uses_the_same_names_as_the_cli():
+    assert list(layers.NETS) == ["two-layer", "mlp"]
+    net = layers.build_net("mlp", (64,), 10, hidden=[8, 8], weight_init="he")
+    assert list(net.init(jax.random.key(0))) == ["affine1", "affine2", "affine3"]
+    with pytest.raises(ValueError, match="exactly one hidden layer"):
+        layers.build_net("two-layer", (64,), 10, hidden=[8, 8])
+    with pytest.raises(ValueError, match=r"net must be one of .*; got 'resnet'"):
+        layers.build_net("resnet", (64,), 10)
+
+
+# --- initialisers as values ----------------------------------------------------------------
+
+
+def test_fan_in_of_a_matrix_and_of_a_conv_kernel():
+    assert fan_in((784, 50)) == 784
+    assert fan_in((30, 3, 5, 5)) == 75  # C·FH·FW of (FN, C, FH, FW)
+
+
+@pytest.mark.parametrize(("ours", "scale"), [(xavier, 1.0), (he, 2.0)])
+@pytest.mark.parametrize("shape", [(40, 30), (8, 3, 5, 5)], ids=str)
+def test_presets_equal_jax_variance_scaling_with_a_plain_normal(ours, scale, shape):
+    axes = dict(in_axis=-2, out_axis=-1) if len(shape) == 2 else dict(in_axis=1, out_axis=0)
+    theirs = jax.nn.initializers.variance_scaling(scale, "fan_in", "normal", **axes)
+    key = jax.random.key(3)
+    np.testing.assert_array_equal(ours(key, shape, jnp.float32),
+                                  theirs(key, shape, jnp.float32))
+
+
+def test_a_jax_initializer_is_accepted_as_a_value():
+    net = fnnet.two_layer_net(4, 3, 2, weight_init=jax.nn.initializers.zeros)
+    assert not np.any(net.init(jax.random.key(0))["affine1"]["W"])

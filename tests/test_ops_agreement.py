@@ -1,14 +1,19 @@
-"""Every manual op against jax.grad of its reference: random shapes, dtypes, jit, vmap, and a
-numerical check (jax.test_util.check_grads) in float64.
+"""Every op of the table against jax.grad of its reference: random shapes, dtypes, jit, vmap,
+and a numerical check (jax.test_util.check_grads) in float64.
 
-Each case draws the op's inputs; the comparison is of full VJPs under a random cotangent, so a
-rule that forgot to multiply by ``g`` fails too.
+The test table :data:`CASES` has rows for every op of :data:`fnnet.ops.table.OPS`; an op
+without a row fails :func:`test_every_op_of_the_table_has_a_test_row`. Each row draws the
+op's arguments; the comparison is of full VJPs under a random cotangent (never ones), so a rule
+that forgot to multiply by ``g`` fails too.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,18 +22,26 @@ import pytest
 from jax.test_util import check_grads
 
 from fnnet import autodiff, manual
+from fnnet.ops.table import OPS
 from tests.helpers import assert_tree_allclose, away_from_zero, normal, of_positions
 
 
 @dataclass(frozen=True)
 class Case:
+    """One row: ``op(*make(rng, dtype), **static)``, differentiated in the ``diff`` positions."""
+
     op: str
-    make: Callable[[np.random.Generator, jnp.dtype], tuple]  # the op's arguments
-    diff: tuple[int, ...]  # positions of the floating (differentiable) arguments
+    make: Callable[[np.random.Generator, jnp.dtype], tuple]
+    diff: tuple[int, ...]
     label: str
+    static: dict[str, Any] = field(default_factory=dict)
+    numerical: bool = True  # False: skip the central-difference check (see the row)
 
     def __repr__(self) -> str:
         return f"{self.op}-{self.label}"
+
+    def fn(self, ops) -> Callable:
+        return functools.partial(getattr(ops, self.op), **self.static)
 
 
 def _elementwise(op: str, shape: tuple[int, ...]) -> Case:
@@ -48,7 +61,9 @@ def _loss(op: str, n: int, c: int, labels: str) -> Case:
     def make(rng, dt):
         scores = normal(rng, (n, c), dt, scale=3.0)
         if op == "cross_entropy_error":
-            scores = jax.nn.softmax(scores, axis=-1)
+            # Probabilities >= 0.5/C: log y stays gentle, so the central difference's
+            # O(eps²/y²) error stays far below the tolerance.
+            scores = 0.5 * jax.nn.softmax(scores, axis=-1) + 0.5 / c
         classes = rng.integers(0, c, size=n)
         if labels == "int":
             return scores, jnp.asarray(classes, jnp.int32)
@@ -59,10 +74,11 @@ def _loss(op: str, n: int, c: int, labels: str) -> Case:
     return Case(op, make, (0,) if labels == "int" else (0, 1), f"N{n}-C{c}-{labels}")
 
 
-def _mse(shape: tuple[int, ...]) -> Case:
-    return Case("mean_squared_error",
-                lambda rng, dt: (normal(rng, shape, dt), normal(rng, shape, dt)), (0, 1),
-                str(shape))
+def _arrays(op: str, *shapes: tuple[int, ...], **static) -> Case:
+    """A row whose arguments are all random arrays of ``shapes``, all differentiated."""
+    label = "+".join(map(str, shapes)) + "".join(f"-{k}{v}" for k, v in static.items())
+    return Case(op, lambda rng, dt: tuple(normal(rng, s, dt) for s in shapes),
+                tuple(range(len(shapes))), label, static)
 
 
 CASES = [
@@ -70,64 +86,98 @@ CASES = [
       for s in [(), (7,), (1, 5), (4, 3, 2)]],
     *[_linear(op, x, m) for op in ("affine", "matmul")
       for x, m in [((1, 3), 2), ((5, 4), 3), ((2, 3, 4), 5), ((6,), 4)]],
-    *[Case("softmax", lambda rng, dt, s=s: (normal(rng, s, dt, 3.0),), (0,), str(s))
+    *[Case("softmax", lambda rng, dt, s=s: (normal(rng, s, dt, 3.0),), (0,), str(s),
+           numerical=s[-1] < 1000)  # 1000 classes: entries ~1e-4, the difference is noise
       for s in [(1, 2), (4, 10), (3, 1000), (2, 3, 5)]],
     *[_loss(op, n, c, lab) for op in ("softmax_cross_entropy", "cross_entropy_error")
       for n, c in [(1, 2), (5, 10), (3, 1000)] for lab in ("int", "onehot", "soft")],
-    *[_mse(s) for s in [(1, 1), (5, 10), (3, 4, 2)]],
+    *[_arrays("mean_squared_error", s, s) for s in [(1, 1), (5, 10), (3, 4, 2)]],
+    *[_arrays(op, *shapes) for op in ("add", "mul") for shapes in [
+        ((3, 1), (1, 4)), ((5, 4), (4,)), ((), (2, 3)), ((2, 1, 3), (4, 1))]],
+    _arrays("branch", (4, 3), k=1),
+    _arrays("branch", (4, 3), k=3),
+    _arrays("repeat", (3,), D=4),
+    _arrays("repeat", (2, 3), D=5, axis=1),
+    _arrays("repeat", (2, 3), D=2, axis=-1),
+    _arrays("sum", (4, 3)),
+    _arrays("sum", (2, 3, 4), axis=(0, 2)),
+    _arrays("sum", (2, 3, 4), axis=-1, keepdims=True),
+    _arrays("sum", (2, 3, 4), axis=None, keepdims=True),
 ]
+FIRST_OF_EACH_OP = list({case.op: case for case in reversed(CASES)}.values())
 
 
-def _vjp_fn(fn, case: Case, args: tuple):
+def test_every_op_of_the_table_has_a_test_row():
+    assert {case.op for case in CASES} == set(OPS)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_manual_and_autodiff_export_the_table_with_identical_signatures(name):
+    assert getattr(manual, name) is OPS[name].manual
+    assert getattr(autodiff, name) is OPS[name].reference
+    assert inspect.signature(OPS[name].manual) == inspect.signature(OPS[name].reference)
+    assert manual.__all__ == autodiff.__all__ == ["OPS", *OPS]
+
+
+def _random_like(tree, seed: int):
+    """A random cotangent for every leaf of ``tree`` (never ones: a rule ignoring g fails)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    rng = np.random.default_rng(seed)
+    return treedef.unflatten([normal(rng, leaf.shape, leaf.dtype) for leaf in leaves])
+
+
+def _vjp_fn(fn: Callable, case: Case, args: tuple, cot) -> Callable:
     """``args -> (value, cotangents of the differentiable args)`` under cotangent ``cot``."""
 
     def run(*args):
         value, pullback = jax.vjp(of_positions(fn, args, case.diff),
                                   *(args[i] for i in case.diff))
-        cot = jnp.full_like(value, 1.7) + 0.3 * jnp.arange(value.size, dtype=value.dtype).reshape(
-            value.shape)
         return value, pullback(cot)
 
     return run
+
+
+def _cotangent(case: Case, args: tuple, seed: int = 1):
+    return _random_like(jax.eval_shape(case.fn(autodiff), *args), seed)
 
 
 @pytest.mark.parametrize("case", CASES, ids=repr)
 @pytest.mark.parametrize("transform", ["eager", "jit"])
 def test_manual_vjp_matches_autodiff(case: Case, transform: str, dtype):
     args = case.make(np.random.default_rng(0), dtype)
-    runs = [_vjp_fn(getattr(m, case.op), case, args) for m in (manual, autodiff)]
+    cot = _cotangent(case, args)
+    runs = [_vjp_fn(case.fn(ops), case, args, cot) for ops in (manual, autodiff)]
     if transform == "jit":
         runs = [jax.jit(run) for run in runs]
     (value_m, grads_m), (value_r, grads_r) = (run(*args) for run in runs)
-    assert value_m.dtype == dtype
+    assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(value_m))
     assert_tree_allclose(value_m, value_r, dtype)
     assert_tree_allclose(grads_m, grads_r, dtype)
-    assert all(g.dtype == args[i].dtype for g, i in zip(grads_m, case.diff, strict=True))
+    assert all(g.dtype == args[i].dtype and g.shape == args[i].shape
+               for g, i in zip(grads_m, case.diff, strict=True))
 
 
-@pytest.mark.parametrize("case", CASES[::3], ids=repr)
+@pytest.mark.parametrize("case", FIRST_OF_EACH_OP, ids=repr)
 def test_manual_vjp_matches_autodiff_under_vmap(case: Case, dtype):
-    rngs = [np.random.default_rng(seed) for seed in range(3)]
-    batches = [case.make(rng, dtype) for rng in rngs]
-    stacked = tuple(jnp.stack(column) for column in zip(*batches, strict=True))
-    results = [jax.vmap(_vjp_fn(getattr(m, case.op), case, batches[0]))(*stacked)
-               for m in (manual, autodiff)]
+    batches = [case.make(np.random.default_rng(seed), dtype) for seed in range(3)]
+    cots = [_cotangent(case, batch, seed=10 + i) for i, batch in enumerate(batches)]
+    stack = functools.partial(jax.tree.map, lambda *xs: jnp.stack(xs))
+
+    def batched(ops):
+        return jax.vmap(lambda args, cot: _vjp_fn(case.fn(ops), case, batches[0], cot)(*args))(
+            stack(*batches), stack(*cots))
+
+    results = [batched(ops) for ops in (manual, autodiff)]
     assert_tree_allclose(results[0], results[1], dtype)
     # vmap must agree with doing the examples one at a time.
-    one_by_one = [_vjp_fn(manual.__dict__[case.op], case, b)(*b) for b in batches]
-    assert_tree_allclose(results[0], jax.tree.map(lambda *xs: jnp.stack(xs), *one_by_one), dtype)
+    one_by_one = stack(*[_vjp_fn(case.fn(manual), case, b, c)(*b)
+                         for b, c in zip(batches, cots, strict=True)])
+    assert_tree_allclose(results[0], one_by_one, dtype)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.op != "softmax" or "1000" not in c.label],
-                         ids=repr)
+@pytest.mark.parametrize("case", [c for c in CASES if c.numerical], ids=repr)
 def test_manual_vjp_matches_numerical_gradient(case: Case, x64):
     args = case.make(np.random.default_rng(1), jnp.float64)
-    eps = None
-    if case.op == "cross_entropy_error":
-        # log y is steep at small y: keep y ≥ 0.5/C and take a smaller step, so the central
-        # difference's O(eps²/y²) error stays far below the tolerance.
-        args = (0.5 * args[0] + 0.5 / args[0].shape[1], *args[1:])
-        eps = 1e-7
-
-    check_grads(of_positions(getattr(manual, case.op), args, case.diff),
+    eps = 1e-7 if case.op == "cross_entropy_error" else None
+    check_grads(of_positions(case.fn(manual), args, case.diff),
                 tuple(args[i] for i in case.diff), order=1, modes=["rev"], eps=eps)

@@ -11,7 +11,7 @@ import pytest
 import fnnet
 from fnnet.data import load_digits
 from fnnet.optim import get_optimizer, sgd, sgd_update
-from fnnet.train import batch_indices, make_train_step
+from fnnet.train import batch_indices, init_train_state, make_train_step
 
 
 def test_sgd_update_is_theta_minus_lr_times_grad():
@@ -30,12 +30,11 @@ def test_hand_sgd_equals_optax_sgd_after_100_steps():
                             num_steps=25, sampling="replacement")
     finals = []
     for optimizer in (sgd(0.5), optax.sgd(0.5)):
-        params = net.init(jax.random.key(0))
-        state = optimizer.init(params)
-        step = make_train_step(net.loss, optimizer)
+        state = init_train_state(net, net.init(jax.random.key(0)), optimizer)
+        step = make_train_step(net, optimizer)
         for i in range(100):
-            params, state, _ = step(params, state, x[indices[i % 25]], t[indices[i % 25]])
-        finals.append(params)
+            state, _ = step(state, x[indices[i % 25]], t[indices[i % 25]])
+        finals.append(state.params)
     # Both compute θ + (−η·g) in float32 with the same operations, so no tolerance is needed:
     # the parameters agree bit for bit.
     for a, b in zip(jax.tree.leaves(finals[0]), jax.tree.leaves(finals[1]), strict=True):

@@ -10,7 +10,15 @@ import pytest
 import fnnet
 from fnnet.data import Dataset, load_digits
 from fnnet.optim import sgd
-from fnnet.train import batch_indices, epoch_plan, evaluate, fit, make_epoch, make_train_step
+from fnnet.train import (
+    batch_indices,
+    epoch_plan,
+    evaluate,
+    fit,
+    init_train_state,
+    make_epoch,
+    make_train_step,
+)
 from tests.helpers import assert_tree_allclose
 
 
@@ -29,16 +37,15 @@ def test_scan_epoch_equals_a_python_loop_of_jitted_steps(digits):
     x, t = jnp.asarray(digits.x_train), jnp.asarray(digits.t_train)
     indices = batch_indices(jax.random.key(1), num_examples=len(x), batch_size=64,
                             num_steps=20)
-    params = net.init(jax.random.key(0))
-    scanned, _, scan_losses = make_epoch(net.loss, optimizer)(
-        params, optimizer.init(params), x, t, indices)
-    params = net.init(jax.random.key(0))
-    state, step, loop_losses = optimizer.init(params), make_train_step(net.loss, optimizer), []
+    scanned, scan_losses = make_epoch(net, optimizer)(
+        init_train_state(net, net.init(jax.random.key(0)), optimizer), x, t, indices)
+    state = init_train_state(net, net.init(jax.random.key(0)), optimizer)
+    step, loop_losses = make_train_step(net, optimizer), []
     for batch in indices:
-        params, state, loss = step(params, state, x[batch], t[batch])
+        state, loss = step(state, x[batch], t[batch])
         loop_losses.append(loss)
     # XLA may fuse the scanned body differently from the standalone step: float32 rounding.
-    assert_tree_allclose(scanned, params, jnp.float32)
+    assert_tree_allclose(scanned, state, jnp.float32)
     np.testing.assert_allclose(scan_losses, np.array(loop_losses), rtol=1e-5)
 
 
@@ -49,11 +56,10 @@ def test_manual_and_autodiff_training_give_the_same_loss_curve_over_50_steps(dig
     curves, finals = [], []
     for grads in ("manual", "autodiff"):
         net, optimizer = _net(grads), sgd(0.5)
-        params = net.init(jax.random.key(0))
-        params, _, losses = make_epoch(net.loss, optimizer)(
-            params, optimizer.init(params), x, t, indices)
+        state = init_train_state(net, net.init(jax.random.key(0)), optimizer)
+        state, losses = make_epoch(net, optimizer)(state, x, t, indices)
         curves.append(losses)
-        finals.append(params)
+        finals.append(state.params)
     np.testing.assert_allclose(curves[0], curves[1], rtol=2e-6)
     assert_tree_allclose(finals[0], finals[1], jnp.float32)
     assert float(curves[0][-1]) < 0.9 * float(curves[0][0])  # it learns
@@ -76,10 +82,9 @@ def test_train_step_returns_the_loss_before_its_update(digits):
     x, t = jnp.asarray(digits.x_train[:32]), jnp.asarray(digits.t_train[:32])
     params = net.init(jax.random.key(0))
     expected = float(net.loss(params, x, t))
-    new_params, _, loss = make_train_step(net.loss, optimizer)(
-        params, optimizer.init(params), x, t)
+    state, loss = make_train_step(net, optimizer)(init_train_state(net, params, optimizer), x, t)
     assert float(loss) == pytest.approx(expected, rel=1e-6)
-    assert float(net.loss(new_params, x, t)) < expected
+    assert float(net.loss(state.params, x, t)) < expected
 
 
 def test_shuffle_draws_each_example_at_most_once_and_drops_the_remainder():
@@ -111,10 +116,10 @@ def test_evaluate_covers_every_example_including_the_last_partial_batch(digits):
     net = _net()
     params = net.init(jax.random.key(3))
     x, t = jnp.asarray(digits.x_test), jnp.asarray(digits.t_test)  # 360 examples
-    loss, accuracy = evaluate(net.apply, params, x, t, batch_size=100)  # 3 × 100 + 60
+    loss, accuracy = evaluate(net, params, x, t, batch_size=100)  # 3 × 100 + 60
     assert loss == pytest.approx(float(net.loss(params, x, t)), rel=1e-5)
     assert accuracy == pytest.approx(float(net.accuracy(params, x, t)), abs=1e-9)
-    one_hot = evaluate(net.apply, params, x, jax.nn.one_hot(t, 10), batch_size=7)
+    one_hot = evaluate(net, params, x, jax.nn.one_hot(t, 10), batch_size=7)
     assert one_hot == pytest.approx((loss, accuracy), rel=1e-5)
 
 

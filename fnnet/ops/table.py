@@ -1,0 +1,50 @@
+"""The one table of ops: each op declared once, as a (hand rule, reference) pair.
+
+:mod:`fnnet.manual` and :mod:`fnnet.autodiff` are built from :data:`OPS` (``manual`` and
+``reference`` respectively, under the same name), and the agreement tests iterate over it: an
+op added here without a test row fails the suite. To add an op with a hand rule: write the
+``custom_vjp`` and its plain-``jnp`` reference in an ops module, add one row below, and one
+row to the test table in ``tests/test_ops_agreement.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import NamedTuple
+
+from fnnet.ops import activations, graph, linear, losses
+
+
+class OpPair(NamedTuple):
+    """An op's hand-derived ``custom_vjp`` (``manual``) and its ``jax.grad`` ``reference``."""
+
+    manual: Callable
+    reference: Callable
+
+
+def _pair(manual: Callable, reference: Callable) -> OpPair:
+    if inspect.signature(manual) != inspect.signature(reference):
+        raise TypeError(f"{manual.__name__} and {reference.__name__} must have the same "
+                        f"signature; got {inspect.signature(manual)} and "
+                        f"{inspect.signature(reference)}")
+    return OpPair(manual, reference)
+
+
+OPS: dict[str, OpPair] = {
+    "sigmoid": _pair(activations.sigmoid, activations.sigmoid_reference),
+    "relu": _pair(activations.relu, activations.relu_reference),
+    "tanh": _pair(activations.tanh, activations.tanh_reference),
+    "affine": _pair(linear.affine, linear.affine_reference),
+    "matmul": _pair(linear.matmul, linear.matmul_reference),
+    "softmax": _pair(losses.softmax, losses.softmax_reference),
+    "softmax_cross_entropy": _pair(losses.softmax_cross_entropy,
+                                   losses.softmax_cross_entropy_reference),
+    "cross_entropy_error": _pair(losses.cross_entropy_error, losses.cross_entropy_error_reference),
+    "mean_squared_error": _pair(losses.mean_squared_error, losses.mean_squared_error_reference),
+    "add": _pair(graph.add, graph.add_reference),
+    "mul": _pair(graph.mul, graph.mul_reference),
+    "branch": _pair(graph.branch, graph.branch_reference),
+    "repeat": _pair(graph.repeat, graph.repeat_reference),
+    "sum": _pair(graph.sum_, graph.sum_reference),  # the Sum node (not the builtin)
+}
