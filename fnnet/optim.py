@@ -1,4 +1,5 @@
-"""The book's optimisers (chapter 6) written by hand, and a registry for ``--optimizer``.
+"""The book's optimisers (chapter 6) written by hand, a registry for ``--optimizer``, and the
+book's weight decay.
 
 Every optimiser is an ``optax.GradientTransformation`` (``init(params) -> state``,
 ``update(grads, state, params=None) -> (updates, state)``; state a NamedTuple of pytrees
@@ -9,12 +10,16 @@ gradients' dtype.
 
 :data:`OPTIMIZERS` maps each ``--optimizer`` name to an :class:`OptimizerSpec` (builder and
 the hyperparameters it takes); :func:`get_optimizer` builds one by name.
+
+Weight decay (section 6.4.1) adds ``½λ·ΣW²`` over the weights, not the biases, to the loss:
+:func:`weight_decay_penalty`, :func:`weight_mask`, and :func:`with_weight_decay` (the same
+gradient as ``optax.add_decayed_weights`` chained in front of an optimiser).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -75,6 +80,11 @@ def _check_range(name: str, value: object, *, low: float, low_open: bool, high: 
 def _check_positive(name: str, value: object) -> float | jax.Array:
     """Learning rates: a finite number > 0."""
     return _check_range(name, value, low=0.0, low_open=True, high=math.inf, high_open=True)
+
+
+def _check_non_negative(name: str, value: object) -> float | jax.Array:
+    """Weight decay λ: a finite number >= 0."""
+    return _check_range(name, value, low=0.0, low_open=False, high=math.inf, high_open=True)
 
 
 def _check_fraction(name: str, value: object) -> float | jax.Array:
@@ -427,3 +437,67 @@ def get_optimizer(name: str, learning_rate: float,
         raise ValueError(f"optimizer {name!r} takes no hyperparameter {unknown[0]!r}; "
                          f"it takes {takes}")
     return spec.build(learning_rate, **hyperparams)
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight decay.
+
+
+def _leaf_name(path: tuple) -> object:
+    """The last key on a pytree path: a dict key, or an attribute name (NamedTuple fields)."""
+    if not path:
+        return None
+    last = path[-1]
+    if isinstance(last, jax.tree_util.DictKey):
+        return last.key
+    if isinstance(last, jax.tree_util.GetAttrKey):
+        return last.name
+    return None
+
+
+def weight_mask(params: Any, *, names: Collection[str] = ("W",)) -> Any:
+    """A pytree of bools shaped like ``params``: True for the weights that decay.
+
+    The rule: a leaf is a weight when its own key is in ``names`` (default ``"W"``), as in
+    the book, which decays only the ``W`` of its Affine (and Convolution) layers. So affine
+    ``W (D, H)`` and conv kernels ``W (FN, C, FH, FW)`` decay; biases ``b``, batch-norm
+    ``gamma``/``beta`` and anything else do not. Batch-norm running statistics are state,
+    not params, and never reach an optimiser. Usable as ``mask=`` of
+    ``optax.add_decayed_weights`` (a callable of params).
+
+    >>> import jax.numpy as jnp
+    >>> weight_mask({"affine1": {"W": jnp.ones((2, 3)), "b": jnp.zeros(3)}})
+    {'affine1': {'W': True, 'b': False}}
+    """
+    names = frozenset(names)
+    return jax.tree_util.tree_map_with_path(lambda path, _: _leaf_name(path) in names, params)
+
+
+def weight_decay_penalty(params: Any, weight_decay: float) -> jax.Array:
+    """The book's weight-decay term, ``½·λ·Σ_W ΣW²`` over the leaves :func:`weight_mask`
+    marks (biases excluded); add it to the loss. Its gradient is ``λ·W`` on weights, 0
+    elsewhere. A 0-d array; 0 when there are no weights.
+
+    >>> import jax.numpy as jnp
+    >>> params = {"affine1": {"W": jnp.array([[1.0, 2.0]]), "b": jnp.array([5.0])}}
+    >>> float(weight_decay_penalty(params, 0.1))  # 0.5·0.1·(1 + 4)
+    0.25
+    """
+    lam = _check_non_negative("weight_decay", weight_decay)
+    leaves = jax.tree.leaves(params)
+    mask = jax.tree.leaves(weight_mask(params))
+    total = sum(jnp.sum(jnp.square(w)) for w, is_w in zip(leaves, mask, strict=True) if is_w)
+    return jnp.asarray(0.5 * lam * total)
+
+
+def with_weight_decay(optimizer: optax.GradientTransformation,
+                      weight_decay: float) -> optax.GradientTransformation:
+    """``optimizer`` fed ``g + λ·W`` on the weights (``g`` elsewhere): the gradient of
+    ``loss + weight_decay_penalty(params, λ)``, without touching the loss. It is
+    ``optax.chain(optax.add_decayed_weights(λ, mask=weight_mask), optimizer)``, so ``update``
+    needs ``params``. With λ = 0 it returns ``optimizer`` itself (same state layout).
+    """
+    lam = _check_non_negative("weight_decay", weight_decay)
+    if isinstance(lam, float) and lam == 0.0:
+        return optimizer
+    return optax.chain(optax.add_decayed_weights(lam, mask=weight_mask), optimizer)

@@ -1,5 +1,5 @@
 """The book's optimisers by hand: against their formulas in NumPy float64, against optax (equal,
-or a stated and bounded difference), the registry, and argument checks."""
+or a stated and bounded difference), the registry, weight decay, and argument checks."""
 
 from __future__ import annotations
 
@@ -26,9 +26,12 @@ from fnnet.optim import (
     rmsprop,
     sgd,
     sgd_update,
+    weight_decay_penalty,
+    weight_mask,
+    with_weight_decay,
 )
 from fnnet.train import batch_indices, make_train_step
-from tests.helpers import max_abs_diff, tree_allclose
+from tests.helpers import max_abs_diff, tolerance, tree_allclose
 
 STEPS = 50
 SHAPES = {"W1": (3, 4), "b1": (4,), "W2": (4, 2), "b2": (2,)}
@@ -455,6 +458,126 @@ def test_hyperparameters_can_be_injected_and_traced():
     a, _ = _run(injected, params, grads[:5])
     b, _ = _run(adam(0.01, beta1=0.8), params, grads[:5])
     assert max_abs_diff(a, b) < 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight decay.
+
+
+def test_weight_mask_marks_leaves_named_W():
+    params = {
+        "affine1": {"W": jnp.ones((4, 3)), "b": jnp.zeros(3)},
+        "conv1": {"W": jnp.ones((2, 1, 3, 3)), "b": jnp.zeros(2)},
+        "batchnorm1": {"gamma": jnp.ones(3), "beta": jnp.zeros(3)},
+        "list": [jnp.ones(2)],
+    }
+    assert weight_mask(params) == {
+        "affine1": {"W": True, "b": False}, "conv1": {"W": True, "b": False},
+        "batchnorm1": {"gamma": False, "beta": False}, "list": [False],
+    }
+    assert weight_mask(params, names=("W", "gamma"))["batchnorm1"] == {"gamma": True,
+                                                                       "beta": False}
+
+
+def test_weight_decay_penalty_is_half_lambda_sum_of_squared_weights():
+    params = {"a": {"W": jnp.array([[1.0, -2.0]]), "b": jnp.array([10.0])},
+              "c": {"W": jnp.array([3.0])}}
+    assert float(weight_decay_penalty(params, 0.1)) == pytest.approx(0.5 * 0.1 * (1 + 4 + 9))
+    assert float(weight_decay_penalty(params, 0.0)) == 0.0
+    assert float(weight_decay_penalty({"b": jnp.ones(3)}, 0.1)) == 0.0
+    grads = jax.grad(weight_decay_penalty)(params, 0.1)
+    np.testing.assert_allclose(grads["a"]["W"], [[0.1, -0.2]], rtol=1e-6)
+    np.testing.assert_array_equal(grads["a"]["b"], 0.0)
+
+
+@pytest.mark.parametrize("weight_decay", [-0.1, float("nan"), float("inf")])
+def test_weight_decay_must_be_non_negative_and_finite(weight_decay):
+    match = r"weight_decay must be a finite number >= 0; got "
+    with pytest.raises(ValueError, match=match):
+        weight_decay_penalty({"W": jnp.ones(2)}, weight_decay)
+    with pytest.raises(ValueError, match=match):
+        with_weight_decay(sgd(0.1), weight_decay)
+
+
+def _decay_problem():
+    net = fnnet.two_layer_net(6, 5, 3, weight_init="xavier")
+    x = jax.random.normal(jax.random.key(1), (16, 6))
+    t = jax.random.randint(jax.random.key(2), (16,), 0, 3)
+    return net, net.init(jax.random.key(0)), x, t
+
+
+@pytest.mark.parametrize("lam", [0.1, 1.0])
+def test_penalty_in_the_loss_equals_optax_add_decayed_weights_before_sgd(lam):
+    net, params0, x, t = _decay_problem()
+    lr = 0.1
+
+    def penalised(params, x, t):
+        return net.loss(params, x, t) + weight_decay_penalty(params, lam)
+
+    runs = {
+        "book": (penalised, optax.sgd(lr)),
+        "optax": (net.loss, optax.chain(optax.add_decayed_weights(lam, mask=weight_mask),
+                                        optax.sgd(lr))),
+        "fnnet": (net.loss, with_weight_decay(sgd(lr), lam)),
+    }
+    finals = {}
+    for name, (loss, optimizer) in runs.items():
+        params = jax.tree.map(jnp.copy, params0)  # the train step donates its params
+        state = optimizer.init(params)
+        step = make_train_step(loss, optimizer)
+        for _ in range(5):
+            params, state, _ = step(params, state, x, t)
+        finals[name] = params
+    assert tree_allclose(finals["book"], finals["optax"], **tolerance(jnp.float32))
+    assert tree_allclose(finals["book"], finals["fnnet"], **tolerance(jnp.float32))
+    undecayed, state = params0, optax.sgd(lr).init(params0)  # the last use: donated here
+    step = make_train_step(net.loss, optax.sgd(lr))
+    for _ in range(5):
+        undecayed, state, _ = step(undecayed, state, x, t)
+    assert max_abs_diff(finals["book"]["affine1"]["W"], undecayed["affine1"]["W"]) > 1e-3
+
+
+def test_decay_leaves_biases_alone():
+    # With a zero loss gradient only the decay acts: W ← W − η·λ·W, b unchanged.
+    params = {"affine1": {"W": jnp.full((2, 3), 2.0), "b": jnp.full(3, 2.0)}}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    for optimizer in (with_weight_decay(sgd(0.1), 0.5),
+                      optax.chain(optax.add_decayed_weights(0.5, mask=weight_mask), sgd(0.1))):
+        updates, _ = optimizer.update(zeros, optimizer.init(params), params)
+        new = optax.apply_updates(params, updates)
+        np.testing.assert_allclose(new["affine1"]["W"], 2.0 * (1 - 0.1 * 0.5), rtol=1e-6)
+        np.testing.assert_array_equal(new["affine1"]["b"], 2.0)
+
+
+def test_weight_decay_with_adam_is_the_penalty_gradient(x64):
+    # add_decayed_weights adds λ·W to g before any optimiser: the gradient of the penalty.
+    rng = np.random.default_rng(12)
+    shapes = {"affine1": {"W": (3, 4), "b": (4,)}, "affine2": {"W": (4, 2), "b": (2,)}}
+    is_shape = lambda s: isinstance(s, tuple)  # noqa: E731
+    params = jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s)), shapes, is_leaf=is_shape)
+    grads = [jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s)), shapes, is_leaf=is_shape)
+             for _ in range(10)]
+    lam = 0.3
+    chained, _ = _run(with_weight_decay(adam(0.01), lam), params, grads)
+    optimizer = adam(0.01)
+
+    @jax.jit
+    def step(params, state, g):
+        total = jax.tree.map(jnp.add, g, jax.grad(weight_decay_penalty)(params, lam))
+        updates, state = optimizer.update(total, state)
+        return optax.apply_updates(params, updates), state
+
+    by_hand, state = params, optimizer.init(params)
+    for g in grads:
+        by_hand, state = step(by_hand, state, g)
+    assert max_abs_diff(chained, by_hand) < 1e-13
+    undecayed, _ = _run(adam(0.01), params, grads)
+    assert max_abs_diff(chained["affine1"]["W"], undecayed["affine1"]["W"]) > 1e-4
+
+
+def test_zero_weight_decay_returns_the_optimizer_itself():
+    optimizer = adam()
+    assert with_weight_decay(optimizer, 0.0) is optimizer
 
 
 # ---------------------------------------------------------------------------------------------
