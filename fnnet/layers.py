@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from fnnet import autodiff, manual
 from fnnet._checks import check_int
 from fnnet.init import Initializer, resolve
+from fnnet.optim import weight_decay_penalty
 
 Shape = tuple[int, ...]
 Params = dict[str, Any]
@@ -187,9 +188,20 @@ def output_shape_of(layer: Layer, input_shape: Shape) -> Shape:
     return shapes[0]
 
 
-def classifier(network: Layer, input_shape: Shape, *, grads: str = "manual") -> Model:
-    """A :class:`Model` with the book's Softmax-with-Loss on top of ``network``'s logits."""
+def classifier(network: Layer, input_shape: Shape, *, grads: str = "manual",
+               weight_decay: float = 0.0) -> Model:
+    """A :class:`Model` with the book's Softmax-with-Loss on top of ``network``'s logits.
+
+    With ``weight_decay = λ > 0`` the training loss (``loss_and_state``, and ``loss`` with
+    ``train=True``) is the book's ``L + ½·λ·ΣW²`` over the weights, not the biases
+    (:func:`fnnet.optim.weight_decay_penalty`); in eval mode the loss is the data loss alone,
+    so reported test losses compare across λ.
+    """
     input_shape = tuple(input_shape)
+    weight_decay_penalty({}, weight_decay)  # checks λ >= 0 and finite
+
+    def with_decay(data_loss: jax.Array, params: Params) -> jax.Array:
+        return data_loss + weight_decay_penalty(params, weight_decay) if weight_decay else data_loss
     output_shape = output_shape_of(network, input_shape)
     ops = ops_for(grads)
 
@@ -207,11 +219,13 @@ def classifier(network: Layer, input_shape: Shape, *, grads: str = "manual") -> 
     def loss_and_state(params: Params, state: State, x: jax.Array, t: jax.Array, *,
                        key: jax.Array | None = None) -> tuple[jax.Array, State]:
         logits, new_state = network.apply(params, state, x, key=key, train=True)
-        return ops.softmax_cross_entropy(logits, t), new_state
+        return with_decay(ops.softmax_cross_entropy(logits, t), params), new_state
 
     def loss(params: Params, x: jax.Array, t: jax.Array, *, state: State | None = None,
              key: jax.Array | None = None, train: bool = True) -> jax.Array:
-        return ops.softmax_cross_entropy(apply(params, x, state=state, key=key, train=train), t)
+        data_loss = ops.softmax_cross_entropy(apply(params, x, state=state, key=key,
+                                                    train=train), t)
+        return with_decay(data_loss, params) if train else data_loss
 
     def accuracy(params: Params, x: jax.Array, t: jax.Array, *,
                  state: State | None = None) -> jax.Array:
@@ -232,6 +246,7 @@ def multi_layer_net(
     weight_init: str | float | Initializer = "normal",
     grads: str = "manual",
     dtype: jnp.dtype = jnp.float32,
+    weight_decay: float = 0.0,
 ) -> Model:
     """The book's ``MultiLayerNet``: ``(Affine → activation) × len(hidden_sizes) → Affine``.
 
@@ -247,6 +262,8 @@ def multi_layer_net(
         or an initializer ``(key, shape, dtype) -> array`` (see :mod:`fnnet.init`).
       grads: ``"manual"`` (hand-derived custom_vjp rules) or ``"autodiff"`` (jax.grad).
       dtype: parameter dtype.
+      weight_decay: λ of the book's weight decay, ``½·λ·ΣW²`` added to the training loss
+        (see :func:`classifier`).
     """
     input_size = check_int("input_size", input_size)
     hidden_sizes = [check_int(f"hidden_sizes[{i}]", size) for i, size in enumerate(hidden_sizes)]
@@ -262,7 +279,7 @@ def multi_layer_net(
         layers.append((f"{activation}{i}", activation_layer(activation, grads=grads)))
     layers.append((f"affine{len(hidden_sizes) + 1}",
                    affine_layer(output_size, weight_init=weight_init, grads=grads, dtype=dtype)))
-    return classifier(serial(*layers), (input_size,), grads=grads)
+    return classifier(serial(*layers), (input_size,), grads=grads, weight_decay=weight_decay)
 
 
 def two_layer_net(
@@ -274,6 +291,7 @@ def two_layer_net(
     weight_init: str | float | Initializer = "normal",
     grads: str = "manual",
     dtype: jnp.dtype = jnp.float32,
+    weight_decay: float = 0.0,
 ) -> Model:
     """The book's ``TwoLayerNet``: ``Affine → activation → Affine → Softmax-with-Loss``.
 
@@ -287,7 +305,8 @@ def two_layer_net(
     ((784, 50), (10,))
     """
     return multi_layer_net(input_size, [hidden_size], output_size, activation=activation,
-                           weight_init=weight_init, grads=grads, dtype=dtype)
+                           weight_init=weight_init, grads=grads, dtype=dtype,
+                           weight_decay=weight_decay)
 
 
 def _two_layer(input_shape: Shape, num_classes: int, *, hidden: Sequence[int] = (50,),
