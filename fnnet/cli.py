@@ -61,13 +61,89 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 and <= {FLOAT32_MAX:.3g}, "
+                                         f"got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
+    return value
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """``--dataset``, ``--data-dir``, ``--no-download`` (shared by train and sweep)."""
+    from fnnet.data import DATASETS
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=DATASETS, default="digits",
+                      help="digits is scikit-learn's bundled 8x8 set (no files needed); "
+                           "mnist/fashion-mnist are read from IDX files (see --data-dir)")
+    data.add_argument("--data-dir", type=Path, default=None,
+                      help="directory holding the IDX files; searched before $FNNET_DATA, "
+                           "~/.cache/fnnet/<name> and /usr/share/datasets/<name>")
+    data.add_argument("--no-download", action="store_true",
+                      help="never download missing MNIST/Fashion-MNIST files")
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The net and its options (shared by train and sweep)."""
+    from fnnet.init import INITIALIZERS
+    from fnnet.layers import ACTIVATIONS, GRADS, NETS
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--net", choices=NETS, default="two-layer",
+                       help="two-layer = the book's TwoLayerNet; mlp = its MultiLayerNet")
+    model.add_argument("--hidden", type=_positive_int, action="append", default=None,
+                       metavar="SIZE",
+                       help="hidden layer width; repeat for each layer of an mlp (default: 50)")
+    model.add_argument("--activation", choices=ACTIVATIONS, default="relu",
+                       help="the hidden layers' activation")
+    model.add_argument("--init", choices=INITIALIZERS, default="normal",
+                       help="normal = N(0, 0.01²) (the book's), xavier = N(0, 1/fan_in), "
+                            "he = N(0, 2/fan_in)")
+    model.add_argument("--grads", choices=GRADS, default="manual",
+                       help="manual = hand-derived custom_vjp rules, autodiff = jax.grad")
+    model.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="λ",
+                       help="the book's weight decay: ½·λ·ΣW² (weights, not biases) added to "
+                            "the training loss")
+
+
+def add_optimizer_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """``--optimizer``, ``--lr``, its hyperparameters and the batching (train and sweep)."""
+    from fnnet.optim import HYPERPARAMETERS, OPTIMIZERS
+    from fnnet.train import SAMPLINGS
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", metavar="NAME",
+                     help="; ".join(f"{name}: {spec.summary}" for name, spec in
+                                    OPTIMIZERS.items()))
+    opt.add_argument("--lr", type=_positive_float, default=None,
+                     help="learning rate (default: 0.1 for sgd, 0.001 for adam, 0.01 for the "
+                          "others, as in the book)")
+    for name in HYPERPARAMETERS:
+        takers = [o for o, spec in OPTIMIZERS.items() if name in spec.hyperparams]
+        default = OPTIMIZERS[takers[0]].hyperparams[name]
+        opt.add_argument(f"--{name.replace('_', '-')}", type=_fraction, default=None,
+                         help=f"in [0, 1), for {', '.join(takers)} (default: {default})")
+    opt.add_argument("--batch-size", type=_positive_int, default=100,
+                     help="examples per training step")
+    opt.add_argument("--sampling", choices=SAMPLINGS, default="shuffle",
+                     help="shuffle = a permutation per epoch, last partial batch dropped; "
+                          "replacement = the book's batches drawn with replacement")
+    return opt
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fnnet.data import DATASETS
     from fnnet.init import INITIALIZERS
-    from fnnet.layers import ACTIVATIONS, GRADS, NETS
-    from fnnet.optim import OPTIMIZERS
+    from fnnet.layers import ACTIVATIONS, NETS
     from fnnet.precision import PRECISIONS
-    from fnnet.train import SAMPLINGS
 
     parser = _Parser(prog="fnnet", description=(
         "Train and check the 'Deep Learning from Scratch' networks, whose backward rules are "
@@ -81,39 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "training loop. Prints one line per epoch (mean loss, train/test accuracy, "
                     "steps/s) and a final summary.",
         formatter_class=_DefaultsFormatter)
-    data = train.add_argument_group("data")
-    data.add_argument("--dataset", choices=DATASETS, default="digits",
-                      help="digits is scikit-learn's bundled 8x8 set (no files needed); "
-                           "mnist/fashion-mnist are read from IDX files (see --data-dir)")
-    data.add_argument("--data-dir", type=Path, default=None,
-                      help="directory holding the IDX files; searched before $FNNET_DATA, "
-                           "~/.cache/fnnet/<name> and /usr/share/datasets/<name>")
-    data.add_argument("--no-download", action="store_true",
-                      help="never download missing MNIST/Fashion-MNIST files")
-    model = train.add_argument_group("model")
-    model.add_argument("--net", choices=NETS, default="two-layer")
-    model.add_argument("--hidden", type=_positive_int, action="append", default=None,
-                       metavar="SIZE",
-                       help="hidden layer width; repeat for each layer of an mlp (default: 50)")
-    model.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    model.add_argument("--init", choices=INITIALIZERS, default="normal",
-                       help="normal = N(0, 0.01²) (the book's), xavier = N(0, 1/fan_in), "
-                            "he = N(0, 2/fan_in)")
-    model.add_argument("--grads", choices=GRADS, default="manual",
-                       help="manual = hand-derived custom_vjp rules, autodiff = jax.grad")
-    opt = train.add_argument_group("optimisation")
-    opt.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
-                     help="sgd = written by hand over the pytree, optax-sgd = optax.sgd")
-    opt.add_argument("--lr", type=_positive_float, default=0.1, help="learning rate")
-    opt.add_argument("--batch-size", type=_positive_int, default=100)
+    add_data_flags(train)
+    add_model_flags(train)
+    opt = add_optimizer_flags(train)
     length = opt.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=_positive_int, default=None,
                         help="number of epochs (default 20 when --steps is not given)")
     length.add_argument("--steps", type=_positive_int, default=None,
                         help="number of steps instead (the last epoch may be partial)")
-    opt.add_argument("--sampling", choices=SAMPLINGS, default="shuffle",
-                     help="shuffle = a permutation per epoch, last partial batch dropped; "
-                          "replacement = the book's batches drawn with replacement")
     opt.add_argument("--seed", type=int, default=0, help="seeds the init and the batch order")
     run = train.add_argument_group("run")
     run.add_argument("--device", choices=("cpu", "gpu"), default=None,
@@ -220,8 +271,9 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
 
 
 # Settings that fix the trajectory: a resumed run must agree on them.
-RESUME_KEYS = ("dataset", "net", "hidden", "activation", "init", "optimizer", "lr",
-               "batch_size", "sampling", "seed", "precision")
+RESUME_KEYS = ("dataset", "net", "hidden", "activation", "init", "weight_decay", "optimizer",
+               "lr", "momentum", "beta1", "beta2", "decay_rate", "batch_size", "sampling",
+               "seed", "precision")
 
 
 def _settings(args: argparse.Namespace, hidden: list[int]) -> dict[str, Any]:
@@ -279,18 +331,44 @@ def _start_distributed(args: argparse.Namespace) -> None:
         args.devices = "all"
 
 
+def optimizer_from_args(args: argparse.Namespace):
+    """The ``--optimizer`` with ``--lr`` (resolved to its default when not given, and stored
+    back in ``args``) and the hyperparameter flags that were given."""
+    from fnnet.optim import HYPERPARAMETERS, OPTIMIZERS, default_learning_rate, get_optimizer
+
+    if args.lr is None:
+        args.lr = default_learning_rate(args.optimizer)
+    given = {name: getattr(args, name) for name in HYPERPARAMETERS
+             if getattr(args, name) is not None}
+    takes = OPTIMIZERS[args.optimizer].hyperparams
+    for name in given:
+        if name not in takes:
+            flags = ", ".join(f"--{h.replace('_', '-')}" for h in takes) or "only --lr"
+            raise UsageError(f"--{name.replace('_', '-')} does not apply to --optimizer "
+                             f"{args.optimizer} (it takes {flags})")
+    return get_optimizer(args.optimizer, args.lr, **given)
+
+
+def model_from_args(args: argparse.Namespace, data: Any, hidden: list[int]):
+    """The ``--net`` for ``data``'s example shape and classes, with the model flags."""
+    from fnnet.layers import build_net
+
+    return build_net(args.net, data.x_train.shape[1:], data.num_classes, hidden=hidden,
+                     activation=args.activation, weight_init=args.init, grads=args.grads,
+                     weight_decay=args.weight_decay)
+
+
 def _train(args: argparse.Namespace) -> int:
     _start_distributed(args)
     import jax
     from tqdm.auto import tqdm
 
     from fnnet.data import load_dataset
-    from fnnet.layers import build_net
-    from fnnet.optim import get_optimizer
     from fnnet.precision import with_precision
     from fnnet.train import NonFiniteLossError, epoch_plan, fit
 
     hidden = _hidden_sizes(args)
+    optimizer = optimizer_from_args(args)
     device = _select_device(args.device)
     if args.devices is not None and device is not None:
         raise UsageError("give --device or --devices, not both")
@@ -314,9 +392,7 @@ def _train(args: argparse.Namespace) -> int:
     settings = _settings(args, hidden)
     if args.resume:
         _check_resume_settings(args.checkpoint_dir, settings)
-    net = with_precision(build_net(args.net, data.x_train.shape[1:], data.num_classes,
-                                   hidden=hidden, activation=args.activation,
-                                   weight_init=args.init, grads=args.grads), args.precision)
+    net = with_precision(model_from_args(args, data, hidden), args.precision)
     init_key, data_key = jax.random.split(jax.random.key(args.seed))
     where = (f"{len(jax.devices()) if args.devices == 'all' else args.devices} devices"
              if args.devices is not None else (device or jax.devices()[0]).platform)
@@ -332,7 +408,7 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         _params, history = fit(
-            net, net.init(init_key), data, optimizer=get_optimizer(args.optimizer, args.lr),
+            net, net.init(init_key), data, optimizer=optimizer,
             key=data_key, batch_size=args.batch_size, epochs=args.epochs if args.steps is None
             else None, steps=args.steps, sampling=args.sampling, device=device,
             devices=args.devices, checkpoint_dir=args.checkpoint_dir,

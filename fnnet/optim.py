@@ -501,3 +501,16 @@ def with_weight_decay(optimizer: optax.GradientTransformation,
     if isinstance(lam, float) and lam == 0.0:
         return optimizer
     return optax.chain(optax.add_decayed_weights(lam, mask=weight_mask), optimizer)
+
+
+def default_learning_rate(name: str) -> float:
+    """The learning rate ``fnnet train --optimizer name`` uses when ``--lr`` is not given:
+    0.1 for SGD (the book's chapter 5), 0.001 for Adam, 0.01 for the others (chapter 6).
+
+    >>> default_learning_rate("adam"), default_learning_rate("optax-momentum")
+    (0.001, 0.01)
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}; got {name!r}")
+    base = name.removeprefix("optax-")
+    return {"sgd": 0.1, "adam": 0.001}.get(base, 0.01)

@@ -34,6 +34,21 @@ def test_train_prints_epochs_and_summary_and_writes_json_and_plot(tmp_path, caps
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize(("optimizer", "flags", "lr"), [
+    ("adam", ["--beta1", "0.8"], 0.001), ("optax-momentum", [], 0.01), ("rmsprop", [], 0.01),
+])
+def test_book_optimizers_and_weight_decay_train_and_are_recorded(optimizer, flags, lr, tmp_path,
+                                                                 capsys):
+    out = tmp_path / "run.json"
+    status = main(["train", "--optimizer", optimizer, *flags, "--weight-decay", "0.01",
+                   "--init", "he", "--epochs", "2", "--out", str(out), *FAST])
+    assert status == 0
+    assert f"optimizer={optimizer} lr={lr}" in capsys.readouterr().out
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["lr"] == lr and settings["weight_decay"] == 0.01
+    assert settings["beta1"] == (0.8 if flags else None)
+
+
 def test_mlp_with_autodiff_and_optax_and_steps(capsys):
     status = main(["train", "--net", "mlp", "--hidden", "20", "--hidden", "10", "--grads",
                    "autodiff", "--optimizer", "optax-sgd", "--steps", "20", "--sampling",
@@ -54,6 +69,11 @@ def test_mlp_with_autodiff_and_optax_and_steps(capsys):
     (["--hidden", "10", "--hidden", "5"], "--net two-layer takes exactly one --hidden"),
     (["--epochs", "1", "--steps", "5"], "argument --steps: not allowed with argument --epochs"),
     (["--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),
+    (["--optimizer", "momentum", "--beta1", "0.5"],
+     "--beta1 does not apply to --optimizer momentum (it takes --momentum)"),
+    (["--momentum", "0.5"], "--momentum does not apply to --optimizer sgd (it takes only --lr)"),
+    (["--optimizer", "adam", "--beta2", "1"], "argument --beta2: must be a number in [0, 1)"),
+    (["--weight-decay", "-1"], "argument --weight-decay: must be a number >= 0"),
 ])
 def test_bad_flags_exit_2_with_one_clear_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
