@@ -29,8 +29,8 @@ from fnnet._checks import as_float_array
 
 def _static_float(op: str, name: str, value: object) -> float:
     """``value`` as a Python float; ``TypeError`` for arrays under a trace and non-numbers."""
-    if isinstance(value, bool | np.bool_):
-        raise TypeError(f"{op}: {name} must be a Python number; got the bool {value!r}")
+    if isinstance(value, bool | np.bool_ | str | bytes):
+        raise TypeError(f"{op}: {name} must be a concrete Python number; got {value!r}")
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, jax.errors.ConcretizationTypeError):
