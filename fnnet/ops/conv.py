@@ -311,8 +311,9 @@ def max_pool2d(x: jax.Array, *, pool_h: int, pool_w: int, stride: int,
     of the window's ``g`` to the FIRST maximum in row-major window order (``argmax`` returns
     the first index), exactly as the book's ``np.argmax``. ``jax.grad`` of the reference does
     the same: it differentiates ``reduce_window_max`` into ``select_and_scatter_add`` with
-    ``select_prim=ge``, whose XLA semantics compare window entries in row-major order and keep
-    the earlier one when ``ge`` holds, i.e. on a tie. Measured on the CPU with jax 0.10.2 (see
+    ``select_prim=ge``, and XLA's SelectAndScatter (operation semantics) calls ``select(a, b)``
+    with ``a`` the lexicographically earlier window entry, keeping ``a`` when it returns true —
+    so ``ge`` keeps the earlier entry on a tie. Checked on the CPU with jax 0.10.2 (pinned in
     ``tests/test_conv.py``); the agreement tests still use tie-free inputs, so they do not
     depend on a backend's tie-breaking.
 
