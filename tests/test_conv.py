@@ -1,0 +1,309 @@
+"""conv2d and max_pool2d: manual rule vs jax.grad of the reference (dtypes, jit, vmap, a
+numerical check), im2col/col2im adjointness, the tie rule of max pooling, bad arguments.
+
+``CASES`` is written for the table-driven harness: each case names the op, draws its
+positional arguments, says which of them are differentiated, and carries the static keyword
+arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from fnnet.ops import conv
+from tests.helpers import assert_tree_allclose, normal, of_positions
+
+
+@dataclass(frozen=True)
+class Case:
+    op: str
+    make: Callable[[np.random.Generator, jnp.dtype], tuple]  # the op's positional arguments
+    diff: tuple[int, ...]  # positions of the differentiated arguments
+    label: str
+    kwargs: dict = field(default_factory=dict)  # static keyword arguments
+
+    def __repr__(self) -> str:
+        return f"{self.op}-{self.label}"
+
+
+def _conv(x_shape, w_shape, stride: int, pad: int) -> Case:
+    def make(rng, dt):
+        return (normal(rng, x_shape, dt), normal(rng, w_shape, dt, 0.5),
+                normal(rng, (w_shape[0],), dt))
+
+    return Case("conv2d", make, (0, 1, 2), f"x{x_shape}-W{w_shape}-s{stride}-p{pad}",
+                dict(stride=stride, pad=pad))
+
+
+def distinct(rng: np.random.Generator, shape, dtype) -> jax.Array:
+    """Values spaced at least ``1/size`` apart (no ties in any window, and a finite-difference
+    step never changes which entry is the maximum), in ``[−1, 1)``."""
+    size = int(np.prod(shape))
+    return jnp.asarray((2 * rng.permutation(size) / size - 1).reshape(shape), dtype)
+
+
+def _pool(x_shape, pool_h: int, pool_w: int, stride: int, pad: int) -> Case:
+    return Case("max_pool2d", lambda rng, dt: (distinct(rng, x_shape, dt),), (0,),
+                f"x{x_shape}-{pool_h}x{pool_w}-s{stride}-p{pad}",
+                dict(pool_h=pool_h, pool_w=pool_w, stride=stride, pad=pad))
+
+
+CASES = [
+    _conv((1, 1, 5, 5), (2, 1, 3, 3), 1, 0),      # batch 1
+    _conv((2, 3, 7, 6), (4, 3, 3, 2), 2, 1),      # non-square kernel, stride 2, pad 1
+    _conv((3, 2, 6, 7), (2, 2, 2, 3), 3, 2),      # pad 2, stride 3, (H + 2p − FH) % s ≠ 0
+    _conv((2, 1, 4, 4), (3, 1, 4, 4), 1, 0),      # kernel = input: one output pixel
+    _pool((1, 1, 4, 4), 2, 2, 2, 0),              # the book's 2×2 stride 2, batch 1
+    _pool((2, 3, 7, 6), 3, 2, 2, 1),              # non-square window, pad 1
+    _pool((2, 2, 7, 7), 3, 3, 1, 2),              # overlapping windows, pad 2
+    _pool((3, 1, 5, 6), 2, 3, 3, 0),              # leftover rows and columns
+]
+# Eager runs dispatch im2col/col2im op by op (a compile per new shape): a small kernel each.
+EAGER_CASES = [CASES[2], CASES[4]]
+VMAP_CASES = [CASES[1], CASES[6]]
+
+OPS = ("conv2d", "max_pool2d")
+
+
+@pytest.fixture(autouse=True)
+def _highest_matmul_precision():
+    """Compare rules at full float32 precision (GPUs default to TF32 for matmul and conv)."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
+def _op(case: Case, manual: bool) -> Callable:
+    fn = getattr(conv, case.op if manual else f"{case.op}_reference")
+    return functools.partial(fn, **case.kwargs)
+
+
+def _vjp(fn: Callable, case: Case) -> Callable:
+    """``(args, cot) -> (value, cotangents of case.diff)``; every argument is an input, so the
+    result can be jitted and vmapped as a whole."""
+
+    def run(args, cot):
+        value, pullback = jax.vjp(of_positions(fn, args, case.diff),
+                                  *(args[i] for i in case.diff))
+        return value, pullback(cot)
+
+    return run
+
+
+def _args_and_cotangent(case: Case, rng: np.random.Generator, dtype):
+    args = case.make(rng, dtype)
+    out = jax.eval_shape(_op(case, True), *args)
+    return args, normal(rng, out.shape, out.dtype)  # random cotangent: a rule must scale by g
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_manual_and_reference_have_identical_signatures(name):
+    manual, reference = getattr(conv, name), getattr(conv, f"{name}_reference")
+    assert inspect.signature(manual) == inspect.signature(reference)
+
+
+def _both(case: Case) -> Callable:
+    """``(args, cot) -> (manual result, reference result)``: one program, one compile."""
+    manual, reference = (_vjp(_op(case, m), case) for m in (True, False))
+    return lambda args, cot: (manual(args, cot), reference(args, cot))
+
+
+def _check_agreement(case: Case, dtype, transform: str) -> None:
+    args, cot = _args_and_cotangent(case, np.random.default_rng(0), dtype)
+    both = _both(case)
+    ((value_m, grads_m), (value_r, grads_r)) = (jax.jit(both) if transform == "jit"
+                                                else both)(args, cot)
+    assert value_m.dtype == dtype
+    assert_tree_allclose(value_m, value_r, dtype)
+    assert_tree_allclose(grads_m, grads_r, dtype)
+    assert [g.dtype for g in grads_m] == [args[i].dtype for i in case.diff]
+
+
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_manual_vjp_matches_autodiff_under_jit(case: Case, dtype):
+    _check_agreement(case, dtype, "jit")
+
+
+@pytest.mark.parametrize("case", EAGER_CASES, ids=repr)
+def test_manual_vjp_matches_autodiff_eagerly(case: Case):
+    _check_agreement(case, jnp.dtype("float32"), "eager")
+
+
+@pytest.mark.parametrize("case", VMAP_CASES, ids=repr)
+def test_manual_vjp_matches_autodiff_under_vmap(case: Case):
+    dtype = jnp.dtype("float32")  # the dtype sweep is done under jit; vmap is dtype-blind
+    draws = [_args_and_cotangent(case, np.random.default_rng(seed), dtype) for seed in range(2)]
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *draws)
+    batched, single = jax.jit(jax.vmap(_both(case))), jax.jit(_vjp(_op(case, True), case))
+    manual, reference = batched(*stacked)
+    assert_tree_allclose(manual, reference, dtype)
+    # vmap must agree with doing the examples one at a time.
+    one_by_one = [single(*draw) for draw in draws]
+    assert_tree_allclose(manual, jax.tree.map(lambda *xs: jnp.stack(xs), *one_by_one), dtype)
+
+
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_manual_vjp_matches_numerical_gradient(case: Case, x64):
+    args = case.make(np.random.default_rng(1), jnp.float64)
+    check_grads(jax.jit(of_positions(_op(case, True), args, case.diff)),
+                tuple(args[i] for i in case.diff), order=1, modes=["rev"])
+
+
+def test_col2im_is_the_adjoint_of_im2col(x64):
+    # <im2col(x), c> = <x, col2im(c)> for all x, c: what makes dx = col2im(dcol) right.
+    rng = np.random.default_rng(2)
+    x = normal(rng, (2, 3, 6, 7), jnp.float64)
+    col = conv._im2col(x, 3, 2, 2)
+    c = normal(rng, col.shape, jnp.float64)
+    np.testing.assert_allclose(jnp.vdot(col, c), jnp.vdot(x, conv._col2im(c, x.shape, 3, 2, 2)),
+                               rtol=1e-12)
+
+
+def test_conv2d_rule_in_closed_form():
+    # A 1×1 kernel is an affine map over channels at each pixel.
+    rng = np.random.default_rng(3)
+    x, W, b = normal(rng, (2, 3, 2, 2), jnp.float32), normal(rng, (4, 3, 1, 1), jnp.float32), \
+        normal(rng, (4,), jnp.float32)
+    g = normal(rng, (2, 4, 2, 2), jnp.float32)
+    _, pullback = jax.vjp(conv.conv2d, x, W, b)
+    dx, dW, db = pullback(g)
+    np.testing.assert_allclose(dx, jnp.einsum("nfhw,fc->nchw", g, W[:, :, 0, 0]), rtol=1e-5)
+    np.testing.assert_allclose(dW[:, :, 0, 0], jnp.einsum("nfhw,nchw->fc", g, x), rtol=1e-5)
+    np.testing.assert_allclose(db, g.sum(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def test_mixed_dtypes_give_each_primal_its_own_cotangent_dtype():
+    x = jnp.ones((1, 2, 4, 4), jnp.bfloat16)
+    W, b = jnp.ones((3, 2, 2, 2), jnp.float32), jnp.zeros((3,), jnp.float32)
+    grads = jax.jit(jax.grad(lambda *a: conv.conv2d(*a, pad=1).sum(), argnums=(0, 1, 2)))(
+        x, W, b)
+    assert [g.dtype for g in grads] == [jnp.bfloat16, jnp.float32, jnp.float32]
+    dx = jax.jit(jax.grad(lambda x: conv.max_pool2d(x, pool_h=2, pool_w=2, stride=2).sum()))(x)
+    assert dx.dtype == jnp.bfloat16
+
+
+# --- ties in max pooling -------------------------------------------------------------------
+
+POOL_FNS = [conv.max_pool2d, conv.max_pool2d_reference]
+POOL_IDS = ["manual", "reference"]
+
+
+def _numbered_windows_grad(fn, x, **kwargs):
+    """The VJP of ``fn`` under the cotangent 1, 2, 3, … (one number per window), jitted."""
+
+    @jax.jit
+    def run(x):
+        y, pullback = jax.vjp(functools.partial(fn, **kwargs), x)
+        return pullback(jnp.arange(1, 1 + y.size, dtype=y.dtype).reshape(y.shape))[0]
+
+    return run(x)
+
+
+@pytest.mark.parametrize("fn", POOL_FNS, ids=POOL_IDS)
+def test_ties_route_all_of_g_to_the_first_maximum_in_row_major_order(fn):
+    # The manual rule is the book's np.argmax (first maximum). jax.grad of reduce_window max
+    # does the same (select_and_scatter_add with select_prim=ge keeps the earlier entry on a
+    # tie); this test pins both, so a change in either shows here.
+    grad = _numbered_windows_grad
+    x = jnp.ones((1, 1, 2, 2))
+    np.testing.assert_array_equal(grad(fn, x, pool_h=2, pool_w=2, stride=2)[0, 0],
+                                  [[1, 0], [0, 0]])
+    # Overlapping 2×2 windows, stride 1, cotangents 1, 2, 3, 4 in the four windows:
+    # window (0,0) ties at (0,1),(1,0) → (0,1); window (0,1) ties at (0,1),(0,2),(1,2) → (0,1);
+    # window (1,0) ties at (1,0),(2,0) → (1,0); window (1,1) has one maximum, (1,2).
+    x = jnp.array([[[[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]]])
+    np.testing.assert_array_equal(grad(fn, x, pool_h=2, pool_w=2, stride=1)[0, 0],
+                                  [[0, 1 + 2, 0], [3, 0, 4], [0, 0, 0]])
+    # −0.0 and 0.0 are equal: a tie, the first wins.
+    x = jnp.array([[[[0.0, -0.0], [-0.0, 0.0]]]])
+    np.testing.assert_array_equal(grad(fn, x, pool_h=2, pool_w=2, stride=2)[0, 0],
+                                  [[1, 0], [0, 0]])
+
+
+@pytest.mark.parametrize("fn", POOL_FNS, ids=POOL_IDS)
+def test_padding_is_minus_infinity_so_it_is_never_the_maximum(fn):
+    x = -jnp.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # all negative: zero padding would win
+    y = fn(x, pool_h=2, pool_w=2, stride=2, pad=1)
+    np.testing.assert_array_equal(y[0, 0], [[-1, -2], [-4, -5]])
+    np.testing.assert_array_equal(
+        jax.grad(lambda x: fn(x, pool_h=2, pool_w=2, stride=2, pad=1).sum())(x)[0, 0],
+        [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
+
+
+# --- bad arguments -------------------------------------------------------------------------
+
+CONV_FNS = [conv.conv2d, conv.conv2d_reference]
+CONV_IDS = ["manual", "reference"]
+
+
+@pytest.mark.parametrize("fn", CONV_FNS, ids=CONV_IDS)
+@pytest.mark.parametrize(("x_shape", "w_shape", "b_shape", "kwargs", "error", "match"), [
+    ((1, 1, 4, 4), (1, 1, 5, 3), (1,), {},
+     ValueError, r"conv2d: the kernel \(FH, FW\) \(5, 3\) is larger than the padded input "
+                 r"\(H \+ 2·pad, W \+ 2·pad\) = \(4, 4\)"),
+    ((1, 1, 2, 2), (1, 1, 5, 5), (1,), dict(pad=1), ValueError, r"= \(4, 4\)"),
+    ((1, 1, 4, 4), (1, 1, 2, 2), (1,), dict(stride=0),
+     ValueError, r"conv2d: stride must be >= 1; got 0"),
+    ((1, 1, 4, 4), (1, 1, 2, 2), (1,), dict(stride=-2), ValueError, r"stride must be >= 1"),
+    ((1, 1, 4, 4), (1, 1, 2, 2), (1,), dict(pad=-1),
+     ValueError, r"conv2d: pad must be >= 0; got -1"),
+    ((1, 1, 4, 4), (1, 1, 2, 2), (1,), dict(stride=1.5),
+     TypeError, r"conv2d: stride must be a Python int .*got float"),
+    ((1, 1, 4, 4), (1, 1, 2, 2), (1,), dict(pad=True), TypeError, r"pad must be a Python int"),
+    ((1, 3, 4, 4), (2, 2, 2, 2), (2,), {},
+     ValueError, r"W.shape\[1\] \(kernel channels\) must equal x.shape\[1\] \(input channels "
+                 r"C\); got x.shape=\(1, 3, 4, 4\), W.shape=\(2, 2, 2, 2\)"),
+    ((1, 2, 4, 4), (3, 2, 2, 2), (2,), {},
+     ValueError, r"b must have shape \(FN,\) = \(3,\) for W.shape=\(3, 2, 2, 2\); got \(2,\)"),
+    ((1, 2, 4, 4), (3, 2, 2, 2), (1, 3), {}, ValueError, r"b must have shape \(FN,\)"),
+    ((2, 4, 4), (3, 2, 2, 2), (3,), {},
+     ValueError, r"conv2d: x must be 4-D \(N, C, H, W\); got shape \(2, 4, 4\)"),
+    ((1, 2, 4, 4), (2, 2, 2), (3,), {},
+     ValueError, r"conv2d: W must be 4-D \(FN, C, FH, FW\); got shape \(2, 2, 2\)"),
+])
+def test_conv2d_bad_arguments_are_named(fn, x_shape, w_shape, b_shape, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fn(jnp.zeros(x_shape), jnp.zeros(w_shape), jnp.zeros(b_shape), **kwargs)
+
+
+def test_conv2d_integer_input_is_a_type_error():
+    with pytest.raises(TypeError, match=r"conv2d: x must have a floating-point dtype.*int32"):
+        conv.conv2d(jnp.zeros((1, 1, 3, 3), jnp.int32), jnp.zeros((1, 1, 2, 2)), jnp.zeros(1))
+
+
+@pytest.mark.parametrize("fn", POOL_FNS, ids=POOL_IDS)
+@pytest.mark.parametrize(("x_shape", "kwargs", "error", "match"), [
+    ((1, 1, 3, 3), dict(pool_h=4, pool_w=2, stride=1),
+     ValueError, r"max_pool2d: the window \(pool_h, pool_w\) \(4, 2\) is larger than the "
+                 r"padded input \(H \+ 2·pad, W \+ 2·pad\) = \(3, 3\)"),
+    ((1, 1, 3, 3), dict(pool_h=2, pool_w=2, stride=0),
+     ValueError, r"max_pool2d: stride must be >= 1; got 0"),
+    ((1, 1, 3, 3), dict(pool_h=0, pool_w=2, stride=1), ValueError, r"pool_h must be >= 1"),
+    ((1, 1, 3, 3), dict(pool_h=2, pool_w=2, stride=1, pad=-1), ValueError, r"pad must be >= 0"),
+    ((1, 1, 3, 3), dict(pool_h=2, pool_w=3, stride=1, pad=2),
+     ValueError, r"pad must be smaller than pool_h and pool_w.*got pad=2, "
+                 r"\(pool_h, pool_w\)=\(2, 3\)"),
+    ((3, 3), dict(pool_h=2, pool_w=2, stride=1),
+     ValueError, r"max_pool2d: x must be 4-D \(N, C, H, W\); got shape \(3, 3\)"),
+    ((1, 1, 3, 3), dict(pool_h=2, pool_w=2, stride=jnp.int32(1)), None, None),  # accepted
+])
+def test_max_pool2d_bad_arguments_are_named(fn, x_shape, kwargs, error, match):
+    if error is None:
+        assert fn(jnp.zeros(x_shape), **kwargs).shape == (1, 1, 2, 2)
+        return
+    with pytest.raises(error, match=match):
+        fn(jnp.zeros(x_shape), **kwargs)
+
+
+def test_static_arguments_cannot_be_traced():
+    x = jnp.zeros((1, 1, 4, 4))
+    with pytest.raises(TypeError, match=r"max_pool2d: stride must be a Python int"):
+        jax.jit(lambda x, s: conv.max_pool2d(x, pool_h=2, pool_w=2, stride=s))(x, 2)
