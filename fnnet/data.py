@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from fnnet._files import fsync_directory
+from fnnet.atomic import fsync_directory
 
 __all__ = [
     "DATASETS",
