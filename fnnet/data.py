@@ -78,6 +78,9 @@ SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 NUM_CLASSES = 10
 """Classes of every dataset here (digits 0–9; Fashion-MNIST's ten garment kinds)."""
 
+INPUT_SIZES = {"digits": 8 * 8, "mnist": 28 * 28, "fashion-mnist": 28 * 28}
+"""Features per example of each of :data:`DATASETS` (for sizing a model before loading)."""
+
 DIGITS_SOURCE = "scikit-learn bundled digits (sklearn.datasets)"
 """``Dataset.files`` of :func:`load_digits` (the data ships inside scikit-learn)."""
 
