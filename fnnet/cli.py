@@ -10,7 +10,9 @@ save the history. Every failure is one line on stderr and an exit status:
   multi-host run could not join its coordinator in time; ``gradcheck``: out of tolerance;
 * 2 a usage error: a bad flag value, or a model too large for the memory;
 * 3 training diverged (a non-finite loss);
-* 130 interrupted (Ctrl-C), at any point; 141 stdout was closed (``fnnet … | head -1``).
+* 130 interrupted (Ctrl-C), at any point inside :func:`main` (a Ctrl-C while Python still
+  imports the ``fnnet`` package itself, before ``main`` runs, is Python's own traceback);
+  141 stdout was closed (``fnnet … | head -1``).
 """
 
 from __future__ import annotations
