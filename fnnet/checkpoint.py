@@ -503,11 +503,22 @@ def _restore_tree(path: Path, archive: zipfile.ZipFile, tree_name: str,
     return jax.tree.unflatten(treedef, leaves)
 
 
-def _restore_file(path: Path, params_like: PyTree, opt_state_like: PyTree) -> Checkpoint:
+def _check_plan(path: Path, manifest: dict[str, Any], steps_per_epoch: int | None) -> None:
+    if steps_per_epoch is None:
+        return
+    step, epoch = manifest["step"], manifest["epoch"]
+    if step > epoch * steps_per_epoch:
+        raise CorruptCheckpointError(f"{path}: {MANIFEST}: step {step} is more than epoch "
+                                     f"{epoch} x {steps_per_epoch} steps per epoch allow")
+
+
+def _restore_file(path: Path, params_like: PyTree, opt_state_like: PyTree,
+                  steps_per_epoch: int | None = None) -> Checkpoint:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
     archive, manifest = _open(path)
     with archive:
+        _check_plan(path, manifest, steps_per_epoch)
         try:
             trees = manifest["trees"]
             step, epoch = manifest["step"], manifest["epoch"]
@@ -551,6 +562,7 @@ def restore_checkpoint(
     *,
     params_like: PyTree,
     opt_state_like: PyTree,
+    steps_per_epoch: int | None = None,
 ) -> Checkpoint:
     """Restore one checkpoint into the structure of ``params_like`` and ``opt_state_like``.
 
@@ -562,6 +574,8 @@ def restore_checkpoint(
         ``jax.ShapeDtypeStruct``. Restored arrays go on a like leaf's sharding (a jax array's,
         or a ``ShapeDtypeStruct``'s when it has one), else on the default device; NumPy like
         leaves get NumPy arrays.
+      steps_per_epoch: the run's plan, when known: a checkpoint whose ``step`` exceeds
+        ``epoch * steps_per_epoch`` is corrupt (an epoch has at most that many steps).
 
     Returns:
       A :class:`Checkpoint`.
@@ -577,7 +591,7 @@ def restore_checkpoint(
         if newest is None:
             raise FileNotFoundError(f"no checkpoint (step_*.npz) in {path}")
         path = newest
-    return _restore_file(path, params_like, opt_state_like)
+    return _restore_file(path, params_like, opt_state_like, steps_per_epoch)
 
 
 def restore_latest(
@@ -585,6 +599,7 @@ def restore_latest(
     *,
     params_like: PyTree,
     opt_state_like: PyTree,
+    steps_per_epoch: int | None = None,
 ) -> Checkpoint:
     """Restore the newest *valid* checkpoint in ``directory``, newest step first.
 
@@ -592,6 +607,8 @@ def restore_latest(
     :class:`CorruptCheckpointWarning` (a ``UserWarning``) naming the file and the fault, and
     the one before is tried. A structure mismatch is not
     corruption and is raised at once (older checkpoints of the same run would not fit either).
+    ``steps_per_epoch`` as for :func:`restore_checkpoint` (a checkpoint beyond the plan is
+    corrupt, so it is skipped too).
 
     Raises:
       FileNotFoundError: no checkpoint in ``directory``.
@@ -604,7 +621,7 @@ def restore_latest(
     tried = []
     for path in reversed(paths):
         try:
-            return _restore_file(path, params_like, opt_state_like)
+            return _restore_file(path, params_like, opt_state_like, steps_per_epoch)
         except (CorruptCheckpointError, FileNotFoundError) as error:
             warnings.warn(f"skipping corrupt checkpoint {error}", CorruptCheckpointWarning,
                           stacklevel=2)

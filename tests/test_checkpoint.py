@@ -426,6 +426,19 @@ def test_an_edited_manifest_is_treated_as_corrupt_and_skipped(tmp_path, kind):
         read_settings(newest)
 
 
+def test_a_step_beyond_the_plan_is_corrupt_when_steps_per_epoch_is_given(tmp_path):
+    """A renamed file with an edited step passes the name check; the plan still catches it:
+    ``epoch`` epochs of ``steps_per_epoch`` hold at most ``epoch * steps_per_epoch`` steps."""
+    _save(tmp_path, 28, epoch=2)
+    _save(tmp_path, 1000, epoch=4)
+    assert restore_latest(tmp_path, **_likes()).step == 1000  # consistent in itself
+    with pytest.warns(CorruptCheckpointWarning,
+                      match=r"step 1000 is more than epoch 4 x 14 steps per epoch"):
+        assert restore_latest(tmp_path, steps_per_epoch=14, **_likes()).step == 28
+    with pytest.raises(CorruptCheckpointError, match="steps per epoch"):
+        restore_checkpoint(tmp_path / "step_00001000.npz", steps_per_epoch=14, **_likes())
+
+
 # --- the directory lock --------------------------------------------------------------------
 
 
