@@ -52,30 +52,51 @@ jax, which matters on a GPU box without network. What each requirement rests on:
   restored with ``jax.random.wrap_key_data`` and its implementation's name (raw ``uint32``
   legacy keys are stored as they are). Nothing is ever unpickled.
 
-One directory has one writer: :func:`save_checkpoint` removes stray temporary files left by a
-crashed earlier save in the same directory.
+* **Validated manifests.** The manifest is checked against its schema before anything is
+  trusted: ``step`` and ``epoch`` are integers ``>= 0`` with ``epoch <= step`` (an epoch has
+  at least one step) and ``step`` equal to the one in the file name; ``settings`` and ``key``
+  are objects; the key's PRNG implementation is one jax knows. A manifest that fails is a
+  :class:`CorruptCheckpointError`, so :func:`restore_latest` skips it like a damaged file.
+* **Pruning spares what it cannot judge.** Only checkpoints with a lower step than the one
+  just written are pruned: a file with a higher step (e.g. a damaged newest checkpoint that a
+  resume skipped) neither counts towards ``keep`` nor gets a valid older one removed.
+
+One directory has one writer. :func:`lock_directory` holds an advisory lock
+(``fcntl.flock``) on ``DIR/.lock`` for the length of a run; a second process is refused with
+:class:`CheckpointLockedError` naming the holder's pid, host and start time (recorded in the
+lock file). The kernel releases the lock when its holder exits in any way (``kill -9``
+included), so a lock file that is present but not locked is stale and simply taken over.
+:func:`save_checkpoint` removes stray temporary files left by a crashed earlier save in the
+same directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import io
 import json
 import os
 import re
-import uuid
+import socket
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._files import fsync_directory
+from fnnet.atomic import atomic_write
+
+try:  # POSIX; elsewhere lock_directory is a no-op
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 FORMAT = "fnnet-checkpoint"
 VERSION = 1
@@ -84,6 +105,7 @@ SUFFIX = ".npz"
 _NAME = re.compile(r"^step_(\d{8,})\.npz$")
 _TEMP_PREFIX = ".tmp-step_"
 _TREES = ("params", "opt_state", "key")
+LOCK_FILE = ".lock"
 
 PyTree = Any
 
@@ -96,6 +118,14 @@ class CorruptCheckpointError(CheckpointError):
     """A checkpoint file is truncated or damaged (bad zip, checksum, manifest)."""
 
 
+class CheckpointLockedError(CheckpointError):
+    """Another live process holds the checkpoint directory's lock."""
+
+
+class CorruptCheckpointWarning(UserWarning):
+    """A corrupt checkpoint was skipped by :func:`restore_latest` (the message names it)."""
+
+
 class Checkpoint(NamedTuple):
     """A restored training state; ``path`` is the file it came from."""
 
@@ -106,6 +136,7 @@ class Checkpoint(NamedTuple):
     key: jax.Array
     settings: dict[str, Any]
     path: Path
+    model_state: PyTree = None  # batch-norm running statistics; {} for nets without state
 
 
 # --- names ---------------------------------------------------------------------------------
@@ -144,22 +175,10 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
 # --- save ----------------------------------------------------------------------------------
 
 
-def _leaf_path(path: tuple) -> str:
-    """``affine1/W``, ``0/trace/affine1/W``: dict keys, attribute names and indices by ``/``."""
-    parts = []
-    for entry in path:
-        for attribute in ("key", "name", "idx"):  # DictKey/FlattenedIndexKey, GetAttrKey, …
-            if hasattr(entry, attribute):
-                parts.append(str(getattr(entry, attribute)))
-                break
-        else:
-            parts.append(str(entry))
-    return "/".join(parts)
-
-
 def _flatten(tree: PyTree) -> tuple[list[tuple[str, Any]], Any]:
     with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    return [(_leaf_path(p), leaf) for p, leaf in with_paths], treedef
+    return [(jax.tree_util.keystr(p, simple=True, separator="/"), leaf)
+            for p, leaf in with_paths], treedef
 
 
 def _is_array(leaf: Any) -> bool:
@@ -218,6 +237,7 @@ def save_checkpoint(
     key: jax.Array,
     settings: dict[str, Any],
     keep: int | None = 3,
+    model_state: PyTree = None,
 ) -> Path:
     """Write ``DIR/step_<step>.npz`` atomically and keep only the newest ``keep`` checkpoints.
 
@@ -230,6 +250,8 @@ def save_checkpoint(
       settings: a JSON-able dict (tuples come back as lists).
       keep: how many checkpoints to keep, newest by step (the one just written is always
         kept); ``None`` keeps all.
+      model_state: the model's own state (batch-norm running statistics), stored as a
+        fourth tree when it has leaves.
 
     Returns:
       The path of the checkpoint written.
@@ -248,7 +270,10 @@ def save_checkpoint(
     members: list[tuple[str, np.ndarray]] = []
     trees: dict[str, Any] = {}
     seen: set[str] = set()
-    for tree_name, tree in (("params", params), ("opt_state", opt_state), ("key", key_data)):
+    named_trees = [("params", params), ("opt_state", opt_state), ("key", key_data)]
+    if jax.tree.leaves(model_state):
+        named_trees.append(("model_state", model_state))
+    for tree_name, tree in named_trees:
         leaves, treedef = _flatten(tree)
         records = []
         for path, leaf in leaves:
@@ -274,19 +299,9 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     _remove_stray_temporaries(directory)
-    final = directory / checkpoint_name(step)
-    temporary = directory / f"{_TEMP_PREFIX}{step:08d}-{uuid.uuid4().hex}{SUFFIX}"
-    try:
-        with open(temporary, "wb") as file:
-            _write_archive(file, manifest, members)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
-    fsync_directory(directory)
+    final = atomic_write(directory / checkpoint_name(step),
+                         lambda file: _write_archive(file, manifest, members),
+                         temp_prefix=f"{_TEMP_PREFIX}{step:08d}-", temp_suffix=SUFFIX)
     if keep is not None:
         _prune(directory, keep, final)
     return final
@@ -298,9 +313,14 @@ def _remove_stray_temporaries(directory: Path) -> None:
             entry.unlink()
 
 
+def _step_of(path: Path) -> int:
+    return int(_NAME.match(path.name).group(1))
+
+
 def _prune(directory: Path, keep: int, just_written: Path) -> None:
-    others = [p for p in list_checkpoints(directory) if p != just_written]
-    for path in others[: max(0, len(others) - (keep - 1))]:
+    """Remove all but the ``keep - 1`` newest checkpoints *older* than ``just_written``."""
+    older = [p for p in list_checkpoints(directory) if _step_of(p) < _step_of(just_written)]
+    for path in older[: max(0, len(older) - (keep - 1))]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
@@ -338,6 +358,7 @@ def _open(path: Path) -> tuple[zipfile.ZipFile, dict[str, Any]]:
         if manifest.get("version") != VERSION:
             raise CheckpointError(f"{path}: format version {manifest.get('version')!r} is not "
                                   f"supported (this fnnet reads version {VERSION})")
+        _validate_manifest(path, manifest)
         return archive, manifest
     except BaseException:
         archive.close()
@@ -371,6 +392,46 @@ def _match(path: Path, tree_name: str, records: list[dict[str, Any]], like: PyTr
         raise CheckpointError(f"{path}: {tree_name} does not match the target structure:\n  "
                               + "\n  ".join(problems))
     return [(by_path[p], leaf) for p, leaf in leaves], treedef
+
+
+def _known_impl(name: str) -> bool:
+    try:
+        jax.random.key(0, impl=name)
+    except (ValueError, TypeError, KeyError):
+        return False
+    return True
+
+
+def _validate_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """:class:`CorruptCheckpointError` unless the manifest's fields have the schema's types
+    and ranges and ``step`` agrees with the file name (see the module docstring)."""
+
+    def bad(message: str) -> NoReturn:
+        raise CorruptCheckpointError(f"{path}: {MANIFEST}: {message}")
+
+    for counter in ("step", "epoch"):
+        value = manifest.get(counter)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            bad(f"{counter} must be an integer >= 0; got {value!r}")
+    step, epoch = manifest["step"], manifest["epoch"]
+    match = _NAME.match(path.name)
+    if match and int(match.group(1)) != step:
+        bad(f"step {step} does not match the file name (step {int(match.group(1))})")
+    if epoch > step:
+        bad(f"epoch {epoch} exceeds step {step} (every epoch has at least one step)")
+    for field in ("settings", "key", "trees"):
+        if not isinstance(manifest.get(field), dict):
+            bad(f"{field} must be an object; got {manifest.get(field)!r}")
+    key = manifest["key"]
+    if not isinstance(key.get("typed"), bool):
+        bad(f"key typed must be true or false; got {key.get('typed')!r}")
+    if key["typed"] and not (isinstance(key.get("impl"), str) and _known_impl(key["impl"])):
+        bad(f"key impl {key.get('impl')!r} is not a PRNG implementation jax knows")
+    for tree in _TREES:
+        entry = manifest["trees"].get(tree)
+        if not isinstance(entry, dict) or not isinstance(entry.get("leaves"), list) or not all(
+                isinstance(record, dict) for record in entry["leaves"]):
+            bad(f"trees.{tree}.leaves must be a list of objects")
 
 
 def _check_record(record: dict[str, Any]) -> None:
@@ -437,18 +498,31 @@ def _restore_tree(path: Path, archive: zipfile.ZipFile, tree_name: str,
     return jax.tree.unflatten(treedef, leaves)
 
 
-def _restore_file(path: Path, params_like: PyTree, opt_state_like: PyTree) -> Checkpoint:
+def _check_plan(path: Path, manifest: dict[str, Any], steps_per_epoch: int | None) -> None:
+    if steps_per_epoch is None:
+        return
+    step, epoch = manifest["step"], manifest["epoch"]
+    if step > epoch * steps_per_epoch:
+        raise CorruptCheckpointError(f"{path}: {MANIFEST}: step {step} is more than epoch "
+                                     f"{epoch} x {steps_per_epoch} steps per epoch allow")
+
+
+def _restore_file(path: Path, params_like: PyTree, opt_state_like: PyTree,
+                  steps_per_epoch: int | None = None,
+                  model_state_like: PyTree = None) -> Checkpoint:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
     archive, manifest = _open(path)
     with archive:
+        _check_plan(path, manifest, steps_per_epoch)
         try:
             trees = manifest["trees"]
-            step, epoch = int(manifest["step"]), int(manifest["epoch"])
+            step, epoch = manifest["step"], manifest["epoch"]
             settings, key_info = manifest["settings"], manifest["key"]
             key_records = trees["key"]["leaves"]
             params_records, opt_records = trees["params"]["leaves"], trees["opt_state"]["leaves"]
-            for record in (*key_records, *params_records, *opt_records):
+            state_records = trees["model_state"]["leaves"] if "model_state" in trees else []
+            for record in (*key_records, *params_records, *opt_records, *state_records):
                 _check_record(record)
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptCheckpointError(f"{path}: {MANIFEST} lacks or garbles a field: "
@@ -457,22 +531,32 @@ def _restore_file(path: Path, params_like: PyTree, opt_state_like: PyTree) -> Ch
         opt_pairs, opt_def = _match(path, "opt_state", opt_records, opt_state_like)
         params = _restore_tree(path, archive, "params", params_pairs, params_def)
         opt_state = _restore_tree(path, archive, "opt_state", opt_pairs, opt_def)
+        model_state = model_state_like if model_state_like is not None else {}
+        if state_records or jax.tree.leaves(model_state_like):
+            state_pairs, state_def = _match(path, "model_state", state_records,
+                                            model_state_like or {})
+            model_state = _restore_tree(path, archive, "model_state", state_pairs, state_def)
         if len(key_records) != 1:
             raise CorruptCheckpointError(f"{path}: the key should be one array; the manifest "
                                          f"lists {len(key_records)}")
         key_data = _read_leaf(path, archive, "key", key_records[0])
-        if key_info.get("typed"):
-            key = jax.random.wrap_key_data(jnp.asarray(key_data), impl=key_info["impl"])
+        if key_info["typed"]:
+            try:
+                key = jax.random.wrap_key_data(jnp.asarray(key_data), impl=key_info["impl"])
+            except (ValueError, TypeError) as error:
+                raise CorruptCheckpointError(f"{path}: the key's data does not fit its PRNG "
+                                             f"implementation {key_info['impl']!r}: "
+                                             f"{error}") from None
         else:
             key = jnp.asarray(key_data)
-    return Checkpoint(step, epoch, params, opt_state, key, settings, path)
+    return Checkpoint(step, epoch, params, opt_state, key, settings, path, model_state)
 
 
 def read_settings(path: str | os.PathLike) -> dict[str, Any]:
     """The ``settings`` stored in one checkpoint file (its manifest only; arrays unread)."""
     archive, manifest = _open(Path(path))
     archive.close()
-    return manifest.get("settings", {})
+    return manifest["settings"]
 
 
 def restore_checkpoint(
@@ -480,6 +564,7 @@ def restore_checkpoint(
     *,
     params_like: PyTree,
     opt_state_like: PyTree,
+    steps_per_epoch: int | None = None,
 ) -> Checkpoint:
     """Restore one checkpoint into the structure of ``params_like`` and ``opt_state_like``.
 
@@ -491,6 +576,8 @@ def restore_checkpoint(
         ``jax.ShapeDtypeStruct``. Restored arrays go on a like leaf's sharding (a jax array's,
         or a ``ShapeDtypeStruct``'s when it has one), else on the default device; NumPy like
         leaves get NumPy arrays.
+      steps_per_epoch: the run's plan, when known: a checkpoint whose ``step`` exceeds
+        ``epoch * steps_per_epoch`` is corrupt (an epoch has at most that many steps).
 
     Returns:
       A :class:`Checkpoint`.
@@ -506,7 +593,7 @@ def restore_checkpoint(
         if newest is None:
             raise FileNotFoundError(f"no checkpoint (step_*.npz) in {path}")
         path = newest
-    return _restore_file(path, params_like, opt_state_like)
+    return _restore_file(path, params_like, opt_state_like, steps_per_epoch)
 
 
 def restore_latest(
@@ -514,12 +601,17 @@ def restore_latest(
     *,
     params_like: PyTree,
     opt_state_like: PyTree,
+    steps_per_epoch: int | None = None,
+    model_state_like: PyTree = None,
 ) -> Checkpoint:
     """Restore the newest *valid* checkpoint in ``directory``, newest step first.
 
-    A corrupt checkpoint (truncated, bad checksum, missing manifest) gives a ``UserWarning``
-    naming the file and the fault, and the one before is tried. A structure mismatch is not
+    A corrupt checkpoint (truncated, bad checksum, missing or invalid manifest) gives a
+    :class:`CorruptCheckpointWarning` (a ``UserWarning``) naming the file and the fault, and
+    the one before is tried. A structure mismatch is not
     corruption and is raised at once (older checkpoints of the same run would not fit either).
+    ``steps_per_epoch`` as for :func:`restore_checkpoint` (a checkpoint beyond the plan is
+    corrupt, so it is skipped too).
 
     Raises:
       FileNotFoundError: no checkpoint in ``directory``.
@@ -532,9 +624,71 @@ def restore_latest(
     tried = []
     for path in reversed(paths):
         try:
-            return _restore_file(path, params_like, opt_state_like)
+            return _restore_file(path, params_like, opt_state_like, steps_per_epoch,
+                                 model_state_like)
         except (CorruptCheckpointError, FileNotFoundError) as error:
-            warnings.warn(f"skipping corrupt checkpoint {error}", stacklevel=2)
+            warnings.warn(f"skipping corrupt checkpoint {error}", CorruptCheckpointWarning,
+                          stacklevel=2)
             tried.append(str(error))
     raise CheckpointError(f"no valid checkpoint in {directory}; tried, newest first:\n  "
                           + "\n  ".join(tried))
+
+
+# --- the directory lock ----------------------------------------------------------------------
+
+_HELD: set[str] = set()
+"""Directories whose lock this process holds (resolved paths). Process state by nature
+(``flock`` belongs to an open file), so that a nested :func:`lock_directory` does not refuse
+its own process."""
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        info = json.loads(lock_path.read_text())
+        return (f"pid {info['pid']} on {info['host']}, started {info['started']}")
+    except (OSError, ValueError, TypeError, KeyError):
+        return "an unknown process"
+
+
+@contextlib.contextmanager
+def lock_directory(directory: str | os.PathLike) -> Iterator[Path]:
+    """Hold the advisory lock of checkpoint ``directory`` (created if missing) while inside.
+
+    The lock is ``fcntl.flock(LOCK_EX | LOCK_NB)`` on ``DIR/.lock``, which records the
+    holder's pid, host and start time. Re-entrant within one process; released on leaving,
+    and by the kernel when the process exits in any way. A lock file left by a dead process is
+    not locked, so it is taken over (stale). No-op where ``fcntl`` is missing (Windows).
+
+    Yields:
+      The lock file's path.
+
+    Raises:
+      CheckpointLockedError: another process holds it (the message names pid, host, start).
+      OSError: the directory or the lock file cannot be created (naming the path).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_path = directory / LOCK_FILE
+    name = str(directory.resolve())
+    if fcntl is None or name in _HELD:
+        yield lock_path
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise CheckpointLockedError(
+            f"checkpoint dir {directory} is in use by {_holder(lock_path)} (lock file "
+            f"{lock_path}); wait for that run to end or use another directory") from None
+    try:
+        started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": started}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record + b"\n", 0)
+        _HELD.add(name)
+        yield lock_path
+    finally:
+        _HELD.discard(name)
+        os.close(fd)  # releases the flock

@@ -2,16 +2,31 @@
 
 ``fnnet train`` trains the book's two-layer net (or a deeper MLP) with hand-derived or
 automatic gradients, printing one line per epoch and a summary; ``--out`` and ``--plot``
-save the history. Invalid flags exit with status 2 and one line on stderr.
+save the history. Every failure is one line on stderr and an exit status:
+
+* 0 done (also when a resumed run finds its checkpoint already covers the plan);
+* 1 the data, a checkpoint or the disk failed (missing or corrupt files, a checkpoint
+  directory locked by another run, a full disk: the message names the path), or a
+  multi-host run could not join its coordinator in time; ``gradcheck``: out of tolerance;
+* 2 a usage error: a bad flag value, or a model too large for the memory;
+* 3 training diverged (a non-finite loss);
+* 130 interrupted (Ctrl-C), at any point inside :func:`main` (a Ctrl-C while Python still
+  imports the ``fnnet`` package itself, before ``main`` runs, is Python's own traceback);
+  141 stdout was closed (``fnnet … | head -1``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import itertools
 import json
 import os
 import platform
 import sys
+import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,7 +34,10 @@ from typing import Any, NoReturn
 EXIT_USAGE = 2
 EXIT_NON_FINITE = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by SIGPIPE
 FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # smallest normal float32: below it, --lr rounds away
+SEED_MAX = 2**32 - 1  # jax.random.key keeps 32 bits of the seed without x64
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +54,14 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None:
             return action.help
         return super()._get_help_string(action)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        """A flag without help text still shows its default (argparse skips it otherwise)."""
+        if (action.help is None and action.option_strings and action.nargs != 0
+                and action.default not in (None, argparse.SUPPRESS)):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
 
 
 class UsageError(Exception):
@@ -55,9 +81,20 @@ def _device_count(text: str) -> int | str:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not 0 < value <= FLOAT32_MAX:
+    if not FLOAT32_TINY <= value <= FLOAT32_MAX:
         raise argparse.ArgumentTypeError(
-            f"must be a number > 0 and <= {FLOAT32_MAX:.3g} (the float32 range), got {text}")
+            f"must be a number in [{FLOAT32_TINY:.3g}, {FLOAT32_MAX:.3g}] (float32's normal "
+            f"range), got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, {SEED_MAX}], got {text}")
     return value
 
 
@@ -148,8 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fnnet", description=(
         "Train and check the 'Deep Learning from Scratch' networks, whose backward rules are "
         "written by hand (jax.custom_vjp) and checked against jax.grad."))
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                     parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     train = commands.add_parser(
         "train", help="train a two-layer net or MLP and report accuracy",
@@ -165,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="number of epochs (default 20 when --steps is not given)")
     length.add_argument("--steps", type=_positive_int, default=None,
                         help="number of steps instead (the last epoch may be partial)")
-    opt.add_argument("--seed", type=int, default=0, help="seeds the init and the batch order")
+    opt.add_argument("--seed", type=_seed, default=0, help="seeds the init and the batch order")
     run = train.add_argument_group("run")
     run.add_argument("--device", choices=("cpu", "gpu"), default=None,
                      help="restrict to this kind of device (default: JAX's default device)")
@@ -180,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="multi-host: address of process 0 (jax.distributed.initialize)")
     scale.add_argument("--num-processes", type=_positive_int, default=None)
     scale.add_argument("--process-id", type=int, default=None)
+    scale.add_argument("--distributed-timeout", type=_positive_int, default=60,
+                       metavar="SECONDS",
+                       help="multi-host: give up joining the coordinator after this long")
     ckpt = train.add_argument_group("checkpoints")
     ckpt.add_argument("--checkpoint-dir", type=Path, default=None,
                       help="save params, optimiser state, RNG key, step and settings here")
@@ -224,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "reference is always float64)")
     check.add_argument("--max-entries", type=_positive_int, default=64,
                        help="entries per leaf checked numerically (a seeded random subset)")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=_seed, default=0)
     check.add_argument("--json", type=Path, default=None, metavar="PATH",
                        help="also write the report as JSON")
     check.set_defaults(handler=_gradcheck)
@@ -244,12 +283,32 @@ def _select_device(kind: str | None):
             f"GPUs install a CUDA build of JAX, e.g. pip install 'jax[cuda12]'") from error
 
 
-def enable_compile_cache() -> Path:
-    """Use JAX's persistent compilation cache so a second run skips compiling the steps."""
+def compile_cache_dir() -> Path:
+    """``$FNNET_COMPILE_CACHE``, else ``$XDG_CACHE_HOME/fnnet/jax`` (an absolute path; an
+    empty or relative one is ignored, as the XDG spec says), else ``~/.cache/fnnet/jax``."""
+    if os.environ.get("FNNET_COMPILE_CACHE"):
+        return Path(os.environ["FNNET_COMPILE_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return root / "fnnet" / "jax"
+
+
+def enable_compile_cache() -> Path | None:
+    """Use JAX's persistent compilation cache so a second run skips compiling the steps.
+
+    Returns the cache directory (:func:`compile_cache_dir`), or ``None`` after one line on
+    stderr when it cannot be created or written (JAX would otherwise warn at every step).
+    """
     import jax
 
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fnnet" / "jax"
-    directory = Path(os.environ.get("FNNET_COMPILE_CACHE", default))
+    try:
+        directory = compile_cache_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except (OSError, RuntimeError) as error:  # RuntimeError: no home directory
+        print(f"fnnet: compile cache off: {error}", file=sys.stderr)
+        return None
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -318,15 +377,32 @@ def _check_writable(flag: str, path: Path | None, *, directory: bool = False) ->
         raise UsageError(f"{flag} {path}: {folder} is not writable")
 
 
+def _check_coordinator(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"--coordinator {address}: expected HOST:PORT with a port in "
+                         f"1..65535 (e.g. host0:1234)")
+
+
 def _start_distributed(args: argparse.Namespace) -> None:
     multi = (args.coordinator, args.num_processes, args.process_id)
     if all(v is None for v in multi):
         return
     if any(v is None for v in multi):
         raise UsageError("multi-host needs all of --coordinator, --num-processes, --process-id")
-    from fnnet.parallel import initialize_distributed
+    _check_coordinator(args.coordinator)
+    if not 0 <= args.process_id < args.num_processes:
+        raise UsageError(f"--process-id {args.process_id}: must be in [0, "
+                         f"{args.num_processes}) for --num-processes {args.num_processes}")
+    from fnnet.parallel import DistributedError, initialize_distributed
 
-    initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    print(f"fnnet train: process {args.process_id} of {args.num_processes}: waiting up to "
+          f"{args.distributed_timeout} s for the coordinator {args.coordinator}", flush=True)
+    try:
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                               timeout_s=args.distributed_timeout)
+    except DistributedError as error:
+        raise _JoinError(str(error)) from None
     if args.devices is None:
         args.devices = "all"
 
@@ -358,7 +434,57 @@ def model_from_args(args: argparse.Namespace, data: Any, hidden: list[int]):
                      weight_decay=args.weight_decay)
 
 
+class _JoinError(Exception):
+    """A multi-host run could not join its coordinator (exit status 1)."""
+
+
+def _estimated_bytes(sizes: list[int], batch: int, itemsize: int, copies: int) -> int:
+    """Memory a dense net of layer ``sizes`` needs: ``copies`` copies of the parameters
+    (params, gradients, optimiser state, the updated params…) plus the activations of a
+    batch (each layer's output and its gradient) — a lower bound, in bytes."""
+    params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    activations = 2 * batch * sum(sizes)
+    return itemsize * (copies * params + activations)
+
+
+def _available_bytes(device: Any = None) -> tuple[int, str] | None:
+    """The device's memory limit (GPU) or the host's physical memory, and its name."""
+    import jax
+
+    device = device or jax.devices()[0]
+    with contextlib.suppress(Exception):
+        limit = (device.memory_stats() or {}).get("bytes_limit")
+        if limit:
+            return int(limit), f"{device.platform} device memory"
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "physical memory"
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return None
+
+
+def _check_memory(sizes: list[int], batch: int, itemsize: int, copies: int,
+                  device: Any = None) -> None:
+    """A usage error, before anything is built, when the model cannot fit in memory."""
+    needed = _estimated_bytes(sizes, batch, itemsize, copies)
+    available = _available_bytes(device)
+    if available is not None and needed > available[0]:
+        raise UsageError(f"the model {'-'.join(map(str, sizes))} needs about "
+                         f"{needed / 2**30:,.1f} GiB (parameters, gradients, optimiser state "
+                         f"and activations at batch {batch}), more than the "
+                         f"{available[0] / 2**30:,.1f} GiB of {available[1]}; use smaller "
+                         f"--hidden sizes")
+
+
+def _data_line(files: tuple[str, ...]) -> str:
+    return f"data: {', '.join(files) if files else 'in memory'}"
+
+
 def _train(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as held:
+        return _run_training(args, held)
+
+
+def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     _start_distributed(args)
     import jax
     from tqdm.auto import tqdm
@@ -379,6 +505,10 @@ def _train(args: argparse.Namespace) -> int:
     _check_writable("--out", args.out)
     _check_writable("--plot", args.plot)
     _check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
+    if args.checkpoint_dir is not None and jax.process_index() == 0:
+        from fnnet.checkpoint import lock_directory
+
+        held.enter_context(lock_directory(args.checkpoint_dir))  # until training has ended
     if not args.no_compile_cache:
         enable_compile_cache()
     data = load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
@@ -390,6 +520,8 @@ def _train(args: argparse.Namespace) -> int:
         args.epochs = 20
     plan = epoch_plan(len(data.x_train), args.batch_size, epochs=args.epochs, steps=args.steps)
     settings = _settings(args, hidden)
+    _check_memory([data.x_train.shape[1], *hidden, data.num_classes], max(args.batch_size,
+                  min(1000, len(data.x_train))), 4, 6, device)
     if args.resume:
         _check_resume_settings(args.checkpoint_dir, settings)
     net = with_precision(model_from_args(args, data, hidden), args.precision)
@@ -401,10 +533,23 @@ def _train(args: argparse.Namespace) -> int:
           f"{data.num_classes} {args.activation}, grads={args.grads}, "
           f"optimizer={args.optimizer} lr={args.lr}, batch {args.batch_size}, "
           f"{sum(plan)} steps on {where} ({args.precision})", flush=True)
+    print(_data_line(data.files), flush=True)
+    records: list[dict[str, Any]] = []
 
     def report(record: dict[str, Any]) -> None:
+        records.append(record)
         if record["epoch"] % args.log_every == 0 or record["epoch"] == len(plan):
             tqdm.write(_epoch_line(record, len(plan)))
+
+    def write_outputs(status: str, summary: dict[str, Any] | None, history: dict[str, Any],
+                      error: str | None = None) -> None:
+        if args.out is not None and jax.process_index() == 0:
+            _write_json(args.out, {"status": status, "error": error, "settings": settings,
+                                   "data": {"files": list(data.files)}, "summary": summary,
+                                   "history": history, "environment": _environment()})
+
+    def partial_history() -> dict[str, Any]:
+        return {name: [r[name] for r in records] for name in records[0]} if records else {}
 
     try:
         _params, history = fit(
@@ -416,14 +561,17 @@ def _train(args: argparse.Namespace) -> int:
             progress=not args.no_progress, on_epoch=report)
     except NonFiniteLossError as error:
         print(f"fnnet train: error: {error}", file=sys.stderr)
+        write_outputs("diverged", None, partial_history(), str(error))
         return EXIT_NON_FINITE
     except KeyboardInterrupt:
         saved = f"; checkpoint in {args.checkpoint_dir}" if args.checkpoint_dir else ""
         print(f"fnnet train: interrupted{saved}", file=sys.stderr)
+        write_outputs("interrupted", None, partial_history())
         return EXIT_INTERRUPTED
     if not history.epoch:
         print(f"done: the checkpoint in {args.checkpoint_dir} already covers all "
               f"{sum(plan)} steps")
+        write_outputs("already-complete", None, history.to_dict())
         return 0
     last = history.last()
     summary = {
@@ -437,9 +585,7 @@ def _train(args: argparse.Namespace) -> int:
           f"test accuracy {summary['test_acc']:.4f}, train accuracy {summary['train_acc']:.4f}")
     if jax.process_index() != 0:
         return 0
-    if args.out is not None:
-        _write_json(args.out, {"settings": settings, "summary": summary,
-                               "history": history.to_dict(), "environment": _environment()})
+    write_outputs("complete", summary, history.to_dict())
     if args.plot is not None:
         plot_history(history, args.plot, title=f"{args.dataset}, {args.net}, {args.grads}")
     return 0
@@ -450,6 +596,10 @@ def _gradcheck(args: argparse.Namespace) -> int:
 
     hidden = _hidden_sizes(args)
     _check_writable("--json", args.json)
+    from fnnet.data import INPUT_SIZES, NUM_CLASSES
+
+    # float64 params, two gradients, and the numerical check's 2 x 32 perturbed copies.
+    _check_memory([INPUT_SIZES[args.dataset], *hidden, NUM_CLASSES], args.batch_size, 8, 70)
     report = gradcheck_model(
         net=args.net, hidden=hidden,
         activation=args.activation, weight_init=args.init, dataset=args.dataset,
@@ -479,8 +629,12 @@ def _environment() -> dict[str, str]:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` atomically (a reader sees the old file or the new one, never a part;
+    an error names ``path``)."""
+    from fnnet.atomic import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def _require_matplotlib() -> None:
@@ -510,22 +664,70 @@ def plot_history(history: Any, path: Path, *, title: str = "") -> None:
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    from fnnet.atomic import atomic_write
+
+    try:
+        atomic_write(path, lambda file: fig.savefig(file, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush does
+    not fail again (the recipe of the Python docs, 'Note on SIGPIPE')."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _one_line_warnings(command: str) -> None:
+    """Show skipped-checkpoint notices as ``fnnet <command>: warning: …`` (no source line)."""
+    from fnnet.checkpoint import CorruptCheckpointWarning
+
+    show = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CorruptCheckpointWarning):
+            print(f"fnnet {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fnnet`` console script; returns the exit status."""
+    """Entry point of the ``fnnet`` console script; returns the exit status (see the module
+    docstring). Ctrl-C at any point after the imports exits 130 with one line."""
+    command = "fnnet"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        command = f"fnnet {args.command}"
+        with warnings.catch_warnings():
+            _one_line_warnings(args.command)
+            return _run(args, command)
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
     from fnnet.checkpoint import CheckpointError
     from fnnet.data import DatasetError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (DatasetError, CheckpointError, OSError) as error:  # the data or the disk
-        print(f"fnnet {args.command}: error: {error}", file=sys.stderr)
+    except BrokenPipeError:
+        raise
+    except (DatasetError, CheckpointError, OSError, _JoinError) as error:  # data, disk, hosts
+        print(f"{command}: error: {error}", file=sys.stderr)
         return 1
     except (UsageError, ValueError) as error:
-        print(f"fnnet {args.command}: error: {error}", file=sys.stderr)
+        print(f"{command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from fnnet._files import fsync_directory
+from fnnet.atomic import fsync_directory
 
 __all__ = [
     "DATASETS",
@@ -78,12 +78,19 @@ SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 NUM_CLASSES = 10
 """Classes of every dataset here (digits 0–9; Fashion-MNIST's ten garment kinds)."""
 
+INPUT_SIZES = {"digits": 8 * 8, "mnist": 28 * 28, "fashion-mnist": 28 * 28}
+"""Features per example of each of :data:`DATASETS` (for sizing a model before loading)."""
+
+DIGITS_SOURCE = "scikit-learn bundled digits (sklearn.datasets)"
+"""``Dataset.files`` of :func:`load_digits` (the data ships inside scikit-learn)."""
+
 
 class Dataset(NamedTuple):
     """A classification dataset as host arrays.
 
     ``x_*``: float32 ``(N, H·W)`` in ``[0, 1]``; ``t_*``: int32 ``(N,)`` in
-    ``[0, num_classes)``; ``image_shape``: ``(H, W)`` to undo the flattening.
+    ``[0, num_classes)``; ``image_shape``: ``(H, W)`` to undo the flattening; ``files``: the
+    files actually read (for the record of a run), or a description of a built-in source.
     """
 
     name: str
@@ -93,6 +100,7 @@ class Dataset(NamedTuple):
     t_test: np.ndarray
     num_classes: int
     image_shape: tuple[int, int]
+    files: tuple[str, ...] = ()
 
 
 class DatasetError(Exception):
@@ -256,7 +264,8 @@ def load_digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     x_train, x_test, t_train, t_test = train_test_split(
         x, t, test_size=test_fraction, random_state=seed, stratify=t
     )
-    return Dataset("digits", x_train, t_train, x_test, t_test, NUM_CLASSES, (8, 8))
+    return Dataset("digits", x_train, t_train, x_test, t_test, NUM_CLASSES, (8, 8),
+                   (DIGITS_SOURCE,))
 
 
 # ----------------------------------------------------------------------------- locating files
@@ -272,12 +281,18 @@ def cache_dir(name: str) -> Path:
 def search_path(name: str, data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """The directories searched for ``name``'s IDX files, in order, without duplicates.
 
-    1. ``data_dir/<name>``, then ``data_dir`` itself (when given);
-    2. ``$FNNET_DATA/<name>``, then ``$FNNET_DATA`` itself (when set);
-    3. :func:`cache_dir` (``~/.cache/fnnet/<name>``, honouring ``$XDG_CACHE_HOME``);
-    4. ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist`` installs there).
+    With an explicit ``data_dir``: ``data_dir/<name>``, then ``data_dir`` itself, and nothing
+    else (a missing or incomplete ``data_dir`` must not silently give files from elsewhere).
+    Without:
+
+    1. ``$FNNET_DATA/<name>``, then ``$FNNET_DATA`` itself (when set);
+    2. :func:`cache_dir` (``~/.cache/fnnet/<name>``, honouring ``$XDG_CACHE_HOME``);
+    3. ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist`` installs there).
     """
-    roots = [Path(root) for root in (data_dir, os.environ.get("FNNET_DATA")) if root]
+    if data_dir:
+        root = Path(data_dir)
+        return list(dict.fromkeys([root / name, root]))
+    roots = [Path(root) for root in (os.environ.get("FNNET_DATA"),) if root]
     candidates = [d for root in roots for d in (root / name, root)]
     candidates += [cache_dir(name), SYSTEM_DATA_DIR / name]
     return list(dict.fromkeys(candidates))
@@ -308,10 +323,16 @@ def _describe(directory: Path) -> str:
     return f"  {directory}  (missing {', '.join(missing)})"
 
 
-def _not_found_message(name: str, searched: list[Path], download_error: str | None) -> str:
+def _not_found_message(name: str, searched: list[Path], download_error: str | None,
+                       explicit: bool = False) -> str:
     """Why ``name`` could not be loaded: every directory searched, and how to get the files."""
     lines = [f"{name}: dataset files not found. Looked for {', '.join(IDX_FILES)} (.gz or not):"]
     lines += [_describe(directory) for directory in searched]
+    if explicit:
+        lines.append("An explicit data_dir (the CLI's --data-dir) is the only place looked in, "
+                     "and nothing is downloaded into it; leave it out to search $FNNET_DATA, "
+                     "the cache and /usr/share/datasets (and to download).")
+        return "\n".join(lines)
     if download_error is None:
         lines.append("Downloading was not allowed (download=False).")
     else:
@@ -438,7 +459,9 @@ def load_idx_dataset(
 
     The files come from the first directory on :func:`search_path` that holds all four; if
     none does and ``download`` is true, they are downloaded (:func:`download_dataset`) into
-    :func:`cache_dir`. Images become ``x = pixels / 255``, float32 ``(N, H·W)``; labels int32.
+    :func:`cache_dir` — except with an explicit ``data_dir``, which is the only place looked
+    in (missing files there are an error). ``Dataset.files`` lists the four files read.
+    Images become ``x = pixels / 255``, float32 ``(N, H·W)``; labels int32.
 
     Raises:
         ValueError: ``name`` is not an IDX dataset.
@@ -471,6 +494,7 @@ def load_idx_dataset(
         t_test,
         NUM_CLASSES,
         (height, width),
+        tuple(str(files[stem]) for stem in IDX_FILES),
     )
 
 
@@ -480,6 +504,8 @@ def _download_or_explain(
     """Download ``name`` into the cache and return that directory, or raise the not-found
     error."""
     searched = search_path(name, data_dir)
+    if data_dir:
+        raise DatasetError(_not_found_message(name, searched, None, explicit=True))
     if not download:
         raise DatasetError(_not_found_message(name, searched, None))
     try:
@@ -501,6 +527,8 @@ def _load_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nd
         raise DatasetError(
             f"{labels_path}: expected 1-D uint8 labels; got shape {labels.shape}, {labels.dtype}"
         )
+    if len(images) == 0:
+        raise DatasetError(f"{images_path}: holds no images (IDX dimensions {images.shape})")
     if len(labels) != len(images):
         raise DatasetError(
             f"{labels_path}: {len(labels)} labels for the {len(images)} images of {images_path}"

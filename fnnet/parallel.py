@@ -14,6 +14,9 @@ provides only the shards that live on its own devices.
 
 from __future__ import annotations
 
+import inspect
+import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,17 +28,76 @@ from jax.sharding import PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def initialize_distributed(coordinator: str, num_processes: int, process_id: int) -> None:
+class DistributedError(RuntimeError):
+    """Joining a multi-process run failed (unreachable coordinator, timeout)."""
+
+
+def initialize_distributed(coordinator: str, num_processes: int, process_id: int, *,
+                           timeout_s: int = 300) -> None:
     """Join a multi-process JAX run (call before any other JAX work).
 
     On CPU the cross-process collectives use gloo. On GPU clusters JAX's own defaults apply
     (NCCL); ``jax.distributed.initialize()`` without arguments auto-detects SLURM and others.
+
+    Args:
+      coordinator: ``HOST:PORT`` of process 0.
+      num_processes, process_id: this run's size and this process's index in it.
+      timeout_s: give up after this many seconds without reaching the coordinator and the
+        other processes (``jax.distributed.initialize``'s ``initialization_timeout``, where
+        the installed jax has it).
+
+    Raises:
+      ValueError: ``process_id`` not in ``[0, num_processes)``.
+      DistributedError: the run could not be joined; one line naming the coordinator, the
+        process and the timeout, then the first line of JAX's message.
+
+    jax itself aborts the process (a C++ ``DEADLINE_EXCEEDED`` and a stack trace) when the
+    timeout passes inside ``initialize``; so the coordinator's host is resolved first and, in
+    processes other than 0, its port is polled until it accepts a connection
+    (:func:`wait_for_coordinator`), which turns the common failures into this error. Process 0
+    waiting in vain for the others still ends in jax's abort.
     """
     if not 0 <= process_id < num_processes:
         raise ValueError(f"process_id must be in [0, {num_processes}); got {process_id}")
+    wait_for_coordinator(coordinator, timeout_s, probe=process_id != 0)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                               process_id=process_id)
+    options = {}
+    if "initialization_timeout" in inspect.signature(jax.distributed.initialize).parameters:
+        options["initialization_timeout"] = int(timeout_s)
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator,
+                                   num_processes=num_processes, process_id=process_id,
+                                   **options)
+    except (RuntimeError, ValueError, OSError) as error:  # XlaRuntimeError is a RuntimeError
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DistributedError(f"could not join {coordinator} as process {process_id} of "
+                               f"{num_processes} within {timeout_s} s: {first}") from error
+
+
+def wait_for_coordinator(coordinator: str, timeout_s: float, *, probe: bool = True,
+                         poll_s: float = 0.25) -> None:
+    """Resolve ``HOST:PORT`` and, with ``probe``, poll until it accepts a TCP connection.
+
+    Raises:
+      DistributedError: the host does not resolve, or nothing listened within ``timeout_s``.
+    """
+    host, _, port = coordinator.rpartition(":")
+    host = host.strip("[]")  # [::1]:1234
+    try:
+        socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (socket.gaierror, ValueError) as error:
+        raise DistributedError(f"cannot resolve the coordinator {coordinator}: "
+                               f"{getattr(error, 'strerror', None) or error}") from None
+    deadline = time.monotonic() + timeout_s
+    while probe:
+        try:
+            with socket.create_connection((host, int(port)), timeout=max(0.1, poll_s)):
+                return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise DistributedError(f"could not reach the coordinator {coordinator} within "
+                                       f"{timeout_s:g} s: {error.strerror or error}") from None
+            time.sleep(poll_s)
 
 
 def data_mesh(devices: int | str | Sequence[jax.Device]) -> Mesh:

@@ -17,6 +17,7 @@ Sampling:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -403,77 +404,88 @@ def fit(
     params = place.replicate(jax.tree.map(np.asarray, params))
     train_state = TrainState(params, jax.jit(optimizer.init)(params),
                              place.replicate(model.init_state() if state is None else state))
-    if checkpoint_dir is not None and not resume and checkpoint.list_checkpoints(checkpoint_dir):
-        raise ValueError(f"checkpoint_dir {checkpoint_dir} already holds checkpoints; resume "
-                         f"from them, or use an empty directory (a new run would overwrite "
-                         f"and prune another run's checkpoints)")
-    run = _RunState(epoch=0, step=0, checkpoint=None, saved_step=-1)
-    if resume:
-        train_state, key, run = _resume(checkpoint_dir, place, train_state, key, run)
-    todo = _remaining_epochs(plan, run, num_examples, batch_size)
-
-    def save() -> None:
-        if checkpoint_dir is not None and jax.process_index() == 0:
-            run.checkpoint = checkpoint.save_checkpoint(
-                checkpoint_dir, step=run.step, epoch=run.epoch,
-                params=place.local(train_state.params),
-                opt_state=place.local(train_state.opt_state), key=key, settings=settings or {})
-            run.saved_step = run.step
-
-    # Not donated: until an epoch has finished with finite losses, the previous train state
-    # stays valid, so a NaN or a Ctrl-C mid-epoch still leaves the last good state to save.
-    epoch_runner = _EpochRunner(make_epoch(model, optimizer, donate=False), place)
-    noise_key = jax.random.fold_in(key, NOISE_STREAM)
-    history = History(start_step=run.step)
-    bar = tqdm(total=sum(plan), initial=min(run.step, sum(plan)), unit="step",
-               disable=not progress, leave=False)
+    held = contextlib.ExitStack()  # the checkpoint directory's lock, for the whole run
     try:
-        for epoch, num_steps in todo:
-            indices = place.batch_indices(batch_indices(
-                jax.random.fold_in(key, epoch), num_examples=num_examples,
-                batch_size=batch_size, num_steps=num_steps, sampling=sampling))
-            new_state, losses, seconds = epoch_runner(
-                train_state, x_train, t_train, indices, jax.random.fold_in(noise_key, epoch))
-            _check_finite_losses(losses, run, epoch)
-            local = place.local((new_state.params, new_state.model_state))
-            train_loss, train_acc = evaluate(model, local[0], *eval_sets["train"],
-                                             state=local[1], batch_size=eval_batch_size)
-            _check_finite_params(train_loss, run, epoch, num_steps)
-            train_state = new_state
-            run.epoch, run.step = epoch, run.step + num_steps
-            bar.update(num_steps)
-            test_loss, test_acc = evaluate(model, local[0], *eval_sets["test"], state=local[1],
-                                           batch_size=eval_batch_size)
-            record = history.record(epoch=epoch, step=run.step, loss=float(np.mean(losses)),
-                                    train_loss=train_loss, train_acc=train_acc,
-                                    test_loss=test_loss, test_acc=test_acc, seconds=seconds,
-                                    num_steps=num_steps)
-            if epoch % checkpoint_every == 0 or epoch == todo[-1][0]:
+        if checkpoint_dir is not None and jax.process_index() == 0:
+            held.enter_context(checkpoint.lock_directory(checkpoint_dir))
+        if (checkpoint_dir is not None and not resume
+                and checkpoint.list_checkpoints(checkpoint_dir)):
+            raise ValueError(f"checkpoint_dir {checkpoint_dir} already holds checkpoints; resume "
+                             f"from them, or use an empty directory (a new run would overwrite "
+                             f"and prune another run's checkpoints)")
+        run = _RunState(epoch=0, step=0, checkpoint=None, saved_step=-1)
+        if resume:
+            train_state, key, run = _resume(checkpoint_dir, place, train_state, key, run,
+                                            steps_per_epoch=num_examples // batch_size)
+        todo = _remaining_epochs(plan, run, num_examples, batch_size)
+
+        def save() -> None:
+            if checkpoint_dir is not None and jax.process_index() == 0:
+                run.checkpoint = checkpoint.save_checkpoint(
+                    checkpoint_dir, step=run.step, epoch=run.epoch,
+                    params=place.local(train_state.params),
+                    opt_state=place.local(train_state.opt_state), key=key,
+                    settings=settings or {}, model_state=place.local(train_state.model_state))
+                run.saved_step = run.step
+
+        # Not donated: until an epoch has finished with finite losses, the previous train state
+        # stays valid, so a NaN or a Ctrl-C mid-epoch still leaves the last good state to save.
+        epoch_runner = _EpochRunner(make_epoch(model, optimizer, donate=False), place)
+        noise_key = jax.random.fold_in(key, NOISE_STREAM)
+        history = History(start_step=run.step)
+        bar = tqdm(total=sum(plan), initial=min(run.step, sum(plan)), unit="step",
+                   disable=not progress, leave=False)
+        try:
+            for epoch, num_steps in todo:
+                indices = place.batch_indices(batch_indices(
+                    jax.random.fold_in(key, epoch), num_examples=num_examples,
+                    batch_size=batch_size, num_steps=num_steps, sampling=sampling))
+                new_state, losses, seconds = epoch_runner(
+                    train_state, x_train, t_train, indices, jax.random.fold_in(noise_key, epoch))
+                _check_finite_losses(losses, run, epoch)
+                local = place.local((new_state.params, new_state.model_state))
+                train_loss, train_acc = evaluate(model, local[0], *eval_sets["train"],
+                                                 state=local[1], batch_size=eval_batch_size)
+                _check_finite_params(train_loss, run, epoch, num_steps)
+                train_state = new_state
+                run.epoch, run.step = epoch, run.step + num_steps
+                bar.update(num_steps)
+                test_loss, test_acc = evaluate(model, local[0], *eval_sets["test"], state=local[1],
+                                               batch_size=eval_batch_size)
+                record = history.record(epoch=epoch, step=run.step, loss=float(np.mean(losses)),
+                                        train_loss=train_loss, train_acc=train_acc,
+                                        test_loss=test_loss, test_acc=test_acc, seconds=seconds,
+                                        num_steps=num_steps)
+                if epoch % checkpoint_every == 0 or epoch == todo[-1][0]:
+                    save()
+                bar.set_postfix(loss=f"{record['loss']:.4f}", test_acc=f"{test_acc:.4f}")
+                if on_epoch is not None:
+                    on_epoch(record)
+        except KeyboardInterrupt:
+            if run.saved_step != run.step:
                 save()
-            bar.set_postfix(loss=f"{record['loss']:.4f}", test_acc=f"{test_acc:.4f}")
-            if on_epoch is not None:
-                on_epoch(record)
-    except KeyboardInterrupt:
-        if run.saved_step != run.step:
-            save()
-        raise
+            raise
+        finally:
+            bar.close()
     finally:
-        bar.close()
+        held.close()
     history.compile_s = epoch_runner.compile_s
     history.state = place.local(train_state.model_state)
     return train_state.params, history
 
 
 def _resume(checkpoint_dir, place: _Placement, train_state: TrainState, key: jax.Array,
-            run: _RunState) -> tuple[TrainState, jax.Array, _RunState]:
-    """The train state, key and progress of the newest checkpoint, if there is one."""
+            run: _RunState, *, steps_per_epoch: int) -> tuple[TrainState, jax.Array, _RunState]:
+    """The train state, key and progress of the newest valid checkpoint, if there is one."""
     if not checkpoint.list_checkpoints(checkpoint_dir):
         return train_state, key, run
-    restored = checkpoint.restore_latest(checkpoint_dir,
-                                         params_like=place.local(train_state.params),
-                                         opt_state_like=place.local(train_state.opt_state))
-    params, opt_state = place.replicate((restored.params, restored.opt_state))
-    return (TrainState(params, opt_state, train_state.model_state), restored.key,
+    like = place.local(train_state)
+    restored = checkpoint.restore_latest(checkpoint_dir, params_like=like.params,
+                                         opt_state_like=like.opt_state,
+                                         model_state_like=like.model_state,
+                                         steps_per_epoch=steps_per_epoch)
+    return (TrainState(*place.replicate((restored.params, restored.opt_state,
+                                         restored.model_state))), restored.key,
             _RunState(epoch=restored.epoch, step=restored.step, checkpoint=restored.path,
                       saved_step=restored.step))
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -19,10 +21,14 @@ import fnnet
 from fnnet.checkpoint import (
     Checkpoint,
     CheckpointError,
+    CheckpointLockedError,
     CorruptCheckpointError,
+    CorruptCheckpointWarning,
     checkpoint_name,
     latest_checkpoint,
     list_checkpoints,
+    lock_directory,
+    read_settings,
     restore_checkpoint,
     restore_latest,
     save_checkpoint,
@@ -190,9 +196,25 @@ def test_keep_none_keeps_all_and_the_checkpoint_just_written_is_never_pruned(tmp
     for step in (1, 2, 3, 4):
         _save(tmp_path, step, keep=None)
     assert len(list_checkpoints(tmp_path)) == 4
-    _save(tmp_path, 0, keep=2)  # a lower step than the others (e.g. a restarted run)
+    _save(tmp_path, 2, keep=2)  # the same step again (a resume that fell back to step 2)
     assert [p.name for p in list_checkpoints(tmp_path)] == [
-        "step_00000000.npz", "step_00000004.npz"]
+        "step_00000001.npz", "step_00000002.npz", "step_00000003.npz", "step_00000004.npz"]
+    _save(tmp_path, 5, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "step_00000004.npz", "step_00000005.npz"]
+
+
+def test_an_invalid_newer_file_never_gets_valid_checkpoints_pruned(tmp_path):
+    """Pruning removes only checkpoints older than the one just written: a damaged file with
+    a higher step (skipped on resume) neither counts towards ``keep`` nor displaces one."""
+    for step in (10, 20, 30):
+        _save(tmp_path, step)
+    (tmp_path / "step_00000099.npz").write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="step_00000099"):
+        assert restore_latest(tmp_path, **_likes()).step == 30
+    _save(tmp_path, 40, keep=3)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "step_00000020.npz", "step_00000030.npz", "step_00000040.npz", "step_00000099.npz"]
 
 
 def test_saving_the_same_step_again_replaces_it(tmp_path):
@@ -221,6 +243,21 @@ def test_bad_arguments_are_rejected_before_anything_is_written(tmp_path, bad, er
 
 
 # --- atomicity -----------------------------------------------------------------------------
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    first = _save(tmp_path, 100)
+    real_write = np.lib.format.write_array
+
+    def no_space(file, array, **kwargs):
+        real_write(file, array, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np.lib.format, "write_array", no_space)
+    with pytest.raises(OSError, match=re.escape(str(tmp_path / "step_00000200.npz"))):
+        _save(tmp_path, 200)
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]
 
 
 def test_a_crash_before_the_rename_leaves_the_previous_checkpoint_latest(tmp_path, monkeypatch):
@@ -345,6 +382,100 @@ def test_no_valid_checkpoint_is_an_error_listing_every_file_tried(tmp_path):
         restore_latest(tmp_path / "empty", **_likes())
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         restore_checkpoint(tmp_path / "nothing.npz", **_likes())
+
+
+def _edit_manifest(path: Path, **fields) -> None:
+    def change(members):
+        manifest = json.loads(members["manifest.json"])
+        for name, value in fields.items():
+            if name == "key_impl":
+                manifest["key"]["impl"] = value
+            else:
+                manifest[name] = value
+        return members | {"manifest.json": json.dumps(manifest).encode()}
+
+    _rewrite(path, change)
+
+
+MANIFEST_EDITS = {
+    "step-beyond-name": (dict(step=1000), "step 1000 does not match the file name"),
+    "negative-step": (dict(step=-5), "step must be an integer >= 0; got -5"),
+    "fractional-step": (dict(step=41.7), "step must be an integer >= 0; got 41.7"),
+    "boolean-step": (dict(step=True), "step must be an integer >= 0; got True"),
+    "huge-epoch": (dict(epoch=10**6), "epoch 1000000 exceeds step 200"),
+    "string-epoch": (dict(epoch="3"), "epoch must be an integer >= 0; got '3'"),
+    "null-settings": (dict(settings=None), "settings must be an object; got None"),
+    "list-settings": (dict(settings=[1]), "settings must be an object; got [1]"),
+    "list-key": (dict(key=[]), "key must be an object; got []"),
+    "bogus-impl": (dict(key_impl="bogus"), "key impl 'bogus'"),
+    "null-trees": (dict(trees=None), "trees must be an object"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", MANIFEST_EDITS)
+def test_an_edited_manifest_is_treated_as_corrupt_and_skipped(tmp_path, kind):
+    fields, what = MANIFEST_EDITS[kind]
+    _save(tmp_path, 100, epoch=1)
+    newest = _save(tmp_path, 200, epoch=2)
+    _edit_manifest(newest, **fields)
+    with pytest.raises(CorruptCheckpointError, match=re.escape(what)):
+        restore_checkpoint(newest, **_likes())
+    with pytest.warns(CorruptCheckpointWarning, match=re.escape(what)):
+        assert restore_latest(tmp_path, **_likes()).step == 100
+    with pytest.raises(CorruptCheckpointError, match=re.escape(what)):
+        read_settings(newest)
+
+
+def test_a_step_beyond_the_plan_is_corrupt_when_steps_per_epoch_is_given(tmp_path):
+    """A renamed file with an edited step passes the name check; the plan still catches it:
+    ``epoch`` epochs of ``steps_per_epoch`` hold at most ``epoch * steps_per_epoch`` steps."""
+    _save(tmp_path, 28, epoch=2)
+    _save(tmp_path, 1000, epoch=4)
+    assert restore_latest(tmp_path, **_likes()).step == 1000  # consistent in itself
+    with pytest.warns(CorruptCheckpointWarning,
+                      match=r"step 1000 is more than epoch 4 x 14 steps per epoch"):
+        assert restore_latest(tmp_path, steps_per_epoch=14, **_likes()).step == 28
+    with pytest.raises(CorruptCheckpointError, match="steps per epoch"):
+        restore_checkpoint(tmp_path / "step_00001000.npz", steps_per_epoch=14, **_likes())
+
+
+# --- the directory lock --------------------------------------------------------------------
+
+
+def test_a_locked_directory_is_refused_naming_the_holder(tmp_path):
+    with lock_directory(tmp_path):
+        with lock_directory(tmp_path):  # re-entrant within one process
+            pass
+        holder = subprocess.run(
+            [sys.executable, "-c", "import sys; from fnnet.checkpoint import lock_directory\n"
+             "with lock_directory(sys.argv[1]): pass", str(tmp_path)],
+            capture_output=True, text=True, timeout=60)
+        assert holder.returncode != 0
+        assert f"pid {os.getpid()}" in holder.stderr and "in use" in holder.stderr
+    with lock_directory(tmp_path):  # released: free again
+        pass
+
+
+def test_a_lock_held_by_another_process_names_it_and_a_dead_holder_is_stale(tmp_path):
+    script = ("import sys; from fnnet.checkpoint import lock_directory\n"
+              "with lock_directory(sys.argv[1]):\n"
+              "    print('locked', flush=True); sys.stdin.readline()")
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        with pytest.raises(CheckpointLockedError) as info, lock_directory(tmp_path):
+            pass
+        message = str(info.value)
+        assert f"pid {child.pid}" in message and str(tmp_path) in message
+        assert len(message.splitlines()) == 1
+    finally:
+        child.kill()  # dies holding the lock: the kernel releases it
+        child.wait(timeout=60)
+    assert (tmp_path / ".lock").exists()  # a stale lock file: present but not locked
+    with lock_directory(tmp_path):
+        info = json.loads((tmp_path / ".lock").read_text())
+        assert info["pid"] == os.getpid()
 
 
 # --- structure mismatches ------------------------------------------------------------------

@@ -234,9 +234,10 @@ def test_read_idx_missing_file(tmp_path):
 
 def test_search_path_order(tmp_path, monkeypatch):
     monkeypatch.setenv("FNNET_DATA", str(tmp_path / "env"))
-    assert data.search_path("mnist", tmp_path / "arg") == [
-        tmp_path / "arg" / "mnist",
-        tmp_path / "arg",
+    # An explicit data_dir is the only place looked in.
+    assert data.search_path("mnist", tmp_path / "arg") == [tmp_path / "arg" / "mnist",
+                                                           tmp_path / "arg"]
+    assert data.search_path("mnist") == [
         tmp_path / "env" / "mnist",
         tmp_path / "env",
         tmp_path / "cache" / "fnnet" / "mnist",
@@ -256,7 +257,8 @@ def test_find_dataset_files_needs_all_four_and_takes_the_first(tmp_path, monkeyp
     partial = tmp_path / "arg"
     write_fake_set(partial)
     (partial / "t10k-labels-idx1-ubyte.gz").unlink()
-    assert data.find_dataset_files("mnist", partial) == tmp_path / "env" / "mnist"
+    assert data.find_dataset_files("mnist", partial) is None  # never files from elsewhere
+    assert data.find_dataset_files("mnist") == tmp_path / "env" / "mnist"
     write_fake_set(partial, gz=False)  # now complete, mixing raw and .gz files
     assert data.find_dataset_files("mnist", partial) == partial
     assert data.find_dataset_files("fashion-mnist") is None
@@ -324,18 +326,59 @@ def test_truncated_file_in_a_dataset(tmp_path):
 
 def test_missing_files_without_download_list_every_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("FNNET_DATA", str(tmp_path / "env"))
-    (tmp_path / "arg").mkdir()
-    data.write_idx(tmp_path / "arg" / "train-images-idx3-ubyte.gz", np.zeros((1, 2, 2), np.uint8))
+    (tmp_path / "env").mkdir()
+    data.write_idx(tmp_path / "env" / "train-images-idx3-ubyte.gz", np.zeros((1, 2, 2), np.uint8))
     with pytest.raises(DatasetError) as info:
-        data.load_dataset("fashion-mnist", data_dir=tmp_path / "arg", download=False)
+        data.load_dataset("fashion-mnist", download=False)
     message = str(info.value)
-    for directory in data.search_path("fashion-mnist", tmp_path / "arg"):
+    for directory in data.search_path("fashion-mnist"):
         assert str(directory) in message
     assert "missing train-labels-idx1-ubyte, t10k-images" in message
     assert "apt-get install dataset-fashion-mnist" in message
     assert "$FNNET_DATA" in message and "data_dir" in message
     assert "download=False" in message
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("download", [True, False])
+def test_an_explicit_data_dir_is_the_only_place_looked_in(tmp_path, monkeypatch, download):
+    """A missing or incomplete data_dir is an error, even when the files are elsewhere (and
+    nothing is downloaded): the run must not silently read other files."""
+    write_fake_set(tmp_path / "env")
+    monkeypatch.setenv("FNNET_DATA", str(tmp_path / "env"))
+    write_fake_set(tmp_path / "arg")
+    (tmp_path / "arg" / "t10k-labels-idx1-ubyte.gz").unlink()
+    for explicit in (tmp_path / "arg", tmp_path / "typo"):
+        with pytest.raises(DatasetError) as info:
+            data.load_dataset("mnist", data_dir=explicit, download=download)
+        message = str(info.value)
+        assert str(explicit) in message and "only place looked in" in message
+        assert str(tmp_path / "env") not in message
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_dataset_records_the_files_it_read(tmp_path):
+    write_fake_set(tmp_path / "d", gz=False)
+    (tmp_path / "d" / "t10k-images-idx3-ubyte").rename(tmp_path / "d" / "moved")
+    write_fake_set(tmp_path / "other")
+    data.write_idx(tmp_path / "d" / "t10k-images-idx3-ubyte.gz",
+                   data.read_idx(tmp_path / "d" / "moved"))
+    dataset = data.load_dataset("mnist", data_dir=tmp_path / "d", download=False)
+    assert dataset.files == tuple(str(tmp_path / "d" / name) for name in (
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte"))
+    assert data.load_digits().files == ("scikit-learn bundled digits (sklearn.datasets)",)
+
+
+@pytest.mark.parametrize("stem", ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"])
+def test_an_idx_file_with_zero_images_is_a_dataset_error_naming_it(tmp_path, stem):
+    write_fake_set(tmp_path)
+    labels = stem.replace("images-idx3", "labels-idx1")
+    _replace(tmp_path, stem, np.zeros((0, 28, 28), np.uint8))
+    _replace(tmp_path, labels, np.zeros(0, np.uint8))
+    with pytest.raises(DatasetError, match="holds no images") as info:
+        data.load_dataset("mnist", data_dir=tmp_path, download=False)
+    assert f"{stem}.gz" in str(info.value)
 
 
 def test_unknown_name_lists_valid_names():

@@ -235,7 +235,7 @@ def test_to_dict_is_json_serialisable_and_format_table_names_every_leaf(x64):
     assert data["leaves"][0]["shape"] == [4, 3] and data["leaves"][0]["ok"] is False
     assert data["leaves"][0]["autodiff"]["max_rel"] == pytest.approx(0.5)
     assert set(data["leaves"][0]["numerical"]) == {"max_abs", "mean_abs", "max_rel", "cosine",
-                                                   "entries", "rtol", "atol", "ok"}
+                                                   "entries", "rtol", "atol", "ok", "skipped"}
     table = report.format_table()
     for path in ("layer/W", "shift/v"):
         assert path in table
@@ -252,3 +252,39 @@ def test_nan_gradients_fail_and_serialise_as_null(x64):
     json.dumps(data, allow_nan=False)
     assert data["leaves"][0]["autodiff"]["max_abs"] is None
     assert isinstance(report, GradReport)
+
+
+# --- kinks: not comparable, never failed ---------------------------------------------------
+
+
+@jax.custom_vjp
+def relu_without_mask(x: jax.Array) -> jax.Array:
+    """ReLU whose backward forgets the mask (``dx = g``): wrong wherever ``x < 0``."""
+    return jnp.maximum(x, 0)
+
+
+relu_without_mask.defvjp(lambda x: (jnp.maximum(x, 0), None), lambda _, g: (g,))
+
+
+def _relu_sum(relu):
+    return lambda params, scale: scale * jnp.sum(relu(params["w"]))
+
+
+def test_an_entry_whose_step_crosses_a_kink_is_not_comparable_rather_than_failed(x64):
+    # w[0] sits 1e-7 from ReLU's kink: the central difference (step ~6e-6) straddles it and
+    # gives about 1/2 where the true derivative is 1. Estimates at h and h/2 disagree there.
+    params = {"w": jnp.array([1e-7, 0.5, -0.3, 2.0])}
+    report = compare_grads(_relu_sum(jax.nn.relu), _relu_sum(jax.nn.relu), params, 1.0)
+    leaf = report.leaf("w")
+    assert report.ok, report.format_table()
+    assert (leaf.numerical.entries, leaf.numerical.skipped) == (4, 1)
+    assert "1 entry not comparable" in " ".join(report.notes)
+    assert "4 (1 kink)" in report.format_table()
+
+
+def test_a_wrong_rule_still_fails_beside_kinks(x64):
+    params = {"w": jnp.array([1e-7, 0.5, -0.3, 2.0])}
+    wrong = _relu_sum(relu_without_mask)
+    report = compare_grads(wrong, wrong, params, 1.0)  # autodiff agrees: only numerical sees it
+    assert report.failures == ("w",)
+    assert report.leaf("w").numerical.skipped == 1
