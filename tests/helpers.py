@@ -72,3 +72,10 @@ def of_positions(fn, args: tuple, positions) -> object:
         return fn(*full)
 
     return on_positions
+
+
+def distinct(rng: np.random.Generator, shape, dtype) -> jax.Array:
+    """Values spaced at least ``1/size`` apart (no ties in any pooling window, and a
+    finite-difference step never changes which entry is the maximum), in ``[−1, 1)``."""
+    size = int(np.prod(shape))
+    return jnp.asarray((2 * rng.permutation(size) / size - 1).reshape(shape), dtype)

@@ -376,7 +376,8 @@ def test_help_shows_defaults_and_bare_fnnet_lists_the_commands(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    for default in ("--batch-size BATCH_SIZE (default: 100)", "(default: two-layer)",
+    for default in ("--batch-size BATCH_SIZE examples per training step (default: 100)",
+                    "(default: two-layer)",
                     "(default: relu)"):
         assert default in help_text
     assert _exit_status([]) == 2

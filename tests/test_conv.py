@@ -1,160 +1,19 @@
-"""conv2d and max_pool2d: manual rule vs jax.grad of the reference (dtypes, jit, vmap, a
-numerical check), im2col/col2im adjointness, the tie rule of max pooling, bad arguments.
-
-``CASES`` is written for the table-driven harness: each case names the op, draws its
-positional arguments, says which of them are differentiated, and carries the static keyword
-arguments.
-"""
+"""conv2d and max_pool2d: im2col/col2im adjointness, the rules in closed form, dtypes, the tie
+rule of max pooling, bad arguments. (Their agreement with jax.grad of the references under
+jit and vmap, in float32 and float64, and numerically, runs from the op table in
+tests/test_ops_agreement.py.)"""
 
 from __future__ import annotations
 
 import functools
-import inspect
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from fnnet.ops import conv
-from tests.helpers import assert_tree_allclose, normal, of_positions
-
-
-@dataclass(frozen=True)
-class Case:
-    op: str
-    make: Callable[[np.random.Generator, jnp.dtype], tuple]  # the op's positional arguments
-    diff: tuple[int, ...]  # positions of the differentiated arguments
-    label: str
-    kwargs: dict = field(default_factory=dict)  # static keyword arguments
-
-    def __repr__(self) -> str:
-        return f"{self.op}-{self.label}"
-
-
-def _conv(x_shape, w_shape, stride: int, pad: int) -> Case:
-    def make(rng, dt):
-        return (normal(rng, x_shape, dt), normal(rng, w_shape, dt, 0.5),
-                normal(rng, (w_shape[0],), dt))
-
-    return Case("conv2d", make, (0, 1, 2), f"x{x_shape}-W{w_shape}-s{stride}-p{pad}",
-                dict(stride=stride, pad=pad))
-
-
-def distinct(rng: np.random.Generator, shape, dtype) -> jax.Array:
-    """Values spaced at least ``1/size`` apart (no ties in any window, and a finite-difference
-    step never changes which entry is the maximum), in ``[−1, 1)``."""
-    size = int(np.prod(shape))
-    return jnp.asarray((2 * rng.permutation(size) / size - 1).reshape(shape), dtype)
-
-
-def _pool(x_shape, pool_h: int, pool_w: int, stride: int, pad: int) -> Case:
-    return Case("max_pool2d", lambda rng, dt: (distinct(rng, x_shape, dt),), (0,),
-                f"x{x_shape}-{pool_h}x{pool_w}-s{stride}-p{pad}",
-                dict(pool_h=pool_h, pool_w=pool_w, stride=stride, pad=pad))
-
-
-CASES = [
-    _conv((1, 1, 5, 5), (2, 1, 3, 3), 1, 0),      # batch 1
-    _conv((2, 3, 7, 6), (4, 3, 3, 2), 2, 1),      # non-square kernel, stride 2, pad 1
-    _conv((3, 2, 6, 7), (2, 2, 2, 3), 3, 2),      # pad 2, stride 3, (H + 2p − FH) % s ≠ 0
-    _conv((2, 1, 4, 4), (3, 1, 4, 4), 1, 0),      # kernel = input: one output pixel
-    _pool((1, 1, 4, 4), 2, 2, 2, 0),              # the book's 2×2 stride 2, batch 1
-    _pool((2, 3, 7, 6), 3, 2, 2, 1),              # non-square window, pad 1
-    _pool((2, 2, 7, 7), 3, 3, 1, 2),              # overlapping windows, pad 2
-    _pool((3, 1, 5, 6), 2, 3, 3, 0),              # leftover rows and columns
-]
-# Eager runs dispatch im2col/col2im op by op (a compile per new shape): a small kernel each.
-EAGER_CASES = [CASES[2], CASES[4]]
-VMAP_CASES = [CASES[1], CASES[6]]
-
-OPS = ("conv2d", "max_pool2d")
-
-
-@pytest.fixture(autouse=True)
-def _highest_matmul_precision():
-    """Compare rules at full float32 precision (GPUs default to TF32 for matmul and conv)."""
-    with jax.default_matmul_precision("highest"):
-        yield
-
-
-def _op(case: Case, manual: bool) -> Callable:
-    fn = getattr(conv, case.op if manual else f"{case.op}_reference")
-    return functools.partial(fn, **case.kwargs)
-
-
-def _vjp(fn: Callable, case: Case) -> Callable:
-    """``(args, cot) -> (value, cotangents of case.diff)``; every argument is an input, so the
-    result can be jitted and vmapped as a whole."""
-
-    def run(args, cot):
-        value, pullback = jax.vjp(of_positions(fn, args, case.diff),
-                                  *(args[i] for i in case.diff))
-        return value, pullback(cot)
-
-    return run
-
-
-def _args_and_cotangent(case: Case, rng: np.random.Generator, dtype):
-    args = case.make(rng, dtype)
-    out = jax.eval_shape(_op(case, True), *args)
-    return args, normal(rng, out.shape, out.dtype)  # random cotangent: a rule must scale by g
-
-
-@pytest.mark.parametrize("name", OPS)
-def test_manual_and_reference_have_identical_signatures(name):
-    manual, reference = getattr(conv, name), getattr(conv, f"{name}_reference")
-    assert inspect.signature(manual) == inspect.signature(reference)
-
-
-def _both(case: Case) -> Callable:
-    """``(args, cot) -> (manual result, reference result)``: one program, one compile."""
-    manual, reference = (_vjp(_op(case, m), case) for m in (True, False))
-    return lambda args, cot: (manual(args, cot), reference(args, cot))
-
-
-def _check_agreement(case: Case, dtype, transform: str) -> None:
-    args, cot = _args_and_cotangent(case, np.random.default_rng(0), dtype)
-    both = _both(case)
-    ((value_m, grads_m), (value_r, grads_r)) = (jax.jit(both) if transform == "jit"
-                                                else both)(args, cot)
-    assert value_m.dtype == dtype
-    assert_tree_allclose(value_m, value_r, dtype)
-    assert_tree_allclose(grads_m, grads_r, dtype)
-    assert [g.dtype for g in grads_m] == [args[i].dtype for i in case.diff]
-
-
-@pytest.mark.parametrize("case", CASES, ids=repr)
-def test_manual_vjp_matches_autodiff_under_jit(case: Case, dtype):
-    _check_agreement(case, dtype, "jit")
-
-
-@pytest.mark.parametrize("case", EAGER_CASES, ids=repr)
-def test_manual_vjp_matches_autodiff_eagerly(case: Case):
-    _check_agreement(case, jnp.dtype("float32"), "eager")
-
-
-@pytest.mark.parametrize("case", VMAP_CASES, ids=repr)
-def test_manual_vjp_matches_autodiff_under_vmap(case: Case):
-    dtype = jnp.dtype("float32")  # the dtype sweep is done under jit; vmap is dtype-blind
-    draws = [_args_and_cotangent(case, np.random.default_rng(seed), dtype) for seed in range(2)]
-    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *draws)
-    batched, single = jax.jit(jax.vmap(_both(case))), jax.jit(_vjp(_op(case, True), case))
-    manual, reference = batched(*stacked)
-    assert_tree_allclose(manual, reference, dtype)
-    # vmap must agree with doing the examples one at a time.
-    one_by_one = [single(*draw) for draw in draws]
-    assert_tree_allclose(manual, jax.tree.map(lambda *xs: jnp.stack(xs), *one_by_one), dtype)
-
-
-@pytest.mark.parametrize("case", CASES, ids=repr)
-def test_manual_vjp_matches_numerical_gradient(case: Case, x64):
-    args = case.make(np.random.default_rng(1), jnp.float64)
-    check_grads(jax.jit(of_positions(_op(case, True), args, case.diff)),
-                tuple(args[i] for i in case.diff), order=1, modes=["rev"])
+from tests.helpers import normal
 
 
 def test_col2im_is_the_adjoint_of_im2col(x64):

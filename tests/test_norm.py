@@ -1,164 +1,17 @@
-"""dropout, batch_norm and batch_norm_inference: manual rule vs jax.grad of the reference
-(dtypes, jit, eager, vmap, a numerical check), the dropout mask and modes, batch statistics,
-the batch-of-one error, bad arguments.
-
-``CASES`` is written for the table-driven harness: each case names the op, draws its
-positional arguments, says which of them are differentiated, and carries the static keyword
-arguments.
-"""
+"""dropout, batch_norm and batch_norm_inference: the dropout mask and modes, batch statistics,
+the batch-of-one error, bad arguments. (Their agreement with jax.grad of the references under
+jit and vmap, in float32 and float64, and numerically, runs from the op table in
+tests/test_ops_agreement.py.)"""
 
 from __future__ import annotations
-
-import functools
-import inspect
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 
 from fnnet.ops import norm
-from tests.helpers import assert_tree_allclose, normal, of_positions
-
-
-@dataclass(frozen=True)
-class Case:
-    op: str
-    make: Callable[[np.random.Generator, jnp.dtype], tuple]  # the op's positional arguments
-    diff: tuple[int, ...]  # positions of the differentiated arguments
-    label: str
-    kwargs: dict = field(default_factory=dict)  # static keyword arguments
-
-    def __repr__(self) -> str:
-        return f"{self.op}-{self.label}"
-
-
-def _dropout(shape, **kwargs) -> Case:
-    def make(rng, dt):
-        return normal(rng, shape, dt), jax.random.key(int(rng.integers(2**31)))
-
-    label = "-".join([str(shape), *(f"{k}={v}" for k, v in kwargs.items())])
-    return Case("dropout", make, (0,), label, kwargs)
-
-
-def _feature_vectors(rng, x_shape, dt):
-    return normal(rng, (x_shape[1],), dt), normal(rng, (x_shape[1],), dt)
-
-
-def _batch_norm(x_shape) -> Case:
-    def make(rng, dt):
-        return (normal(rng, x_shape, dt, 2.0) + 1, *_feature_vectors(rng, x_shape, dt))
-
-    return Case("batch_norm", make, (0, 1, 2), str(x_shape), dict(eps=1e-5))
-
-
-def _batch_norm_inference(x_shape) -> Case:
-    def make(rng, dt):
-        d = x_shape[1]
-        var = jnp.asarray(0.5 + rng.random(d), dt)  # away from 0: a smooth 1/√(var + eps)
-        return (normal(rng, x_shape, dt), *_feature_vectors(rng, x_shape, dt),
-                normal(rng, (d,), dt), var)
-
-    return Case("batch_norm_inference", make, (0, 1, 2, 3, 4), str(x_shape), dict(eps=1e-5))
-
-
-CASES = [
-    _dropout((7,), rate=0.5),
-    _dropout((4, 6), rate=0.3, scale_at="test"),
-    _dropout((3, 4), rate=0.3, train=False, scale_at="test"),
-    _dropout((3, 4), rate=0.0),
-    _batch_norm((2, 3)),             # the smallest legal batch
-    _batch_norm((5, 4)),
-    _batch_norm((2, 3, 3, 4)),       # per channel over (N, H, W)
-    _batch_norm((1, 2, 3, 3)),       # batch 1 is fine per channel: N·H·W = 9
-    _batch_norm_inference((1, 3)),   # eval mode: batch 1 is fine
-    _batch_norm_inference((2, 2, 3, 3)),
-]
-OPS = ("dropout", "batch_norm", "batch_norm_inference")
-EAGER_CASES = [CASES[0], CASES[5]]
-VMAP_CASES = [CASES[1], CASES[6], CASES[9]]
-
-
-def _op(case: Case, manual: bool) -> Callable:
-    fn = getattr(norm, case.op if manual else f"{case.op}_reference")
-    return functools.partial(fn, **case.kwargs)
-
-
-def _vjp(fn: Callable, case: Case) -> Callable:
-    """``(args, cot) -> (value, cotangents of case.diff)``; every argument is an input (keys
-    included), so the result can be jitted and vmapped as a whole."""
-
-    def run(args, cot):
-        value, pullback = jax.vjp(of_positions(fn, args, case.diff),
-                                  *(args[i] for i in case.diff))
-        return value, pullback(cot)
-
-    return run
-
-
-def _both(case: Case) -> Callable:
-    """``(args, cot) -> (manual result, reference result)``: one program, one compile."""
-    manual, reference = (_vjp(_op(case, m), case) for m in (True, False))
-    return lambda args, cot: (manual(args, cot), reference(args, cot))
-
-
-def _args_and_cotangent(case: Case, rng: np.random.Generator, dtype):
-    args = case.make(rng, dtype)
-    out = jax.eval_shape(_op(case, True), *args)
-    return args, normal(rng, out.shape, out.dtype)  # random cotangent: a rule must scale by g
-
-
-def _check_agreement(case: Case, dtype, transform: str) -> None:
-    args, cot = _args_and_cotangent(case, np.random.default_rng(0), dtype)
-    both = _both(case)
-    ((value_m, grads_m), (value_r, grads_r)) = (jax.jit(both) if transform == "jit"
-                                                else both)(args, cot)
-    assert value_m.dtype == dtype
-    assert_tree_allclose(value_m, value_r, dtype)
-    assert_tree_allclose(grads_m, grads_r, dtype)
-    assert [g.dtype for g in grads_m] == [args[i].dtype for i in case.diff]
-
-
-@pytest.mark.parametrize("name", OPS)
-def test_manual_and_reference_have_identical_signatures(name):
-    manual, reference = getattr(norm, name), getattr(norm, f"{name}_reference")
-    assert inspect.signature(manual) == inspect.signature(reference)
-
-
-@pytest.mark.parametrize("case", CASES, ids=repr)
-def test_manual_vjp_matches_autodiff_under_jit(case: Case, dtype):
-    _check_agreement(case, dtype, "jit")
-
-
-@pytest.mark.parametrize("case", EAGER_CASES, ids=repr)
-def test_manual_vjp_matches_autodiff_eagerly(case: Case):
-    _check_agreement(case, jnp.dtype("float32"), "eager")
-
-
-@pytest.mark.parametrize("case", VMAP_CASES, ids=repr)
-def test_manual_vjp_matches_autodiff_under_vmap(case: Case):
-    dtype = jnp.dtype("float32")  # the dtype sweep is done under jit; vmap is dtype-blind
-    # Every argument is mapped, keys included: each example has its own dropout mask.
-    draws = [_args_and_cotangent(case, np.random.default_rng(seed), dtype) for seed in range(2)]
-    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *draws)
-    batched, single = jax.jit(jax.vmap(_both(case))), jax.jit(_vjp(_op(case, True), case))
-    manual, reference = batched(*stacked)
-    assert_tree_allclose(manual, reference, dtype)
-    one_by_one = [single(*draw) for draw in draws]
-    assert_tree_allclose(manual, jax.tree.map(lambda *xs: jnp.stack(xs), *one_by_one), dtype)
-
-
-@pytest.mark.parametrize("case", CASES, ids=repr)
-def test_manual_vjp_matches_numerical_gradient(case: Case, x64):
-    args = case.make(np.random.default_rng(1), jnp.float64)
-    check_grads(jax.jit(of_positions(_op(case, True), args, case.diff)),
-                tuple(args[i] for i in case.diff), order=1, modes=["rev"])
-
-
-# --- dropout -------------------------------------------------------------------------------
+from tests.helpers import normal
 
 DROPOUT_FNS = [norm.dropout, norm.dropout_reference]
 DROPOUT_IDS = ["manual", "reference"]

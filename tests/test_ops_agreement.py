@@ -23,7 +23,7 @@ from jax.test_util import check_grads
 
 from fnnet import autodiff, manual
 from fnnet.ops.table import OPS
-from tests.helpers import assert_tree_allclose, away_from_zero, normal, of_positions
+from tests.helpers import assert_tree_allclose, away_from_zero, distinct, normal, of_positions
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Case:
     label: str
     static: dict[str, Any] = field(default_factory=dict)
     numerical: bool = True  # False: skip the central-difference check (see the row)
+    eager: bool = True  # False: compared under jit only (op-by-op dispatch would be slow)
 
     def __repr__(self) -> str:
         return f"{self.op}-{self.label}"
@@ -81,6 +82,49 @@ def _arrays(op: str, *shapes: tuple[int, ...], **static) -> Case:
                 tuple(range(len(shapes))), label, static)
 
 
+def _conv(x_shape, w_shape, stride: int, pad: int, eager: bool = False) -> Case:
+    def make(rng, dt):
+        return (normal(rng, x_shape, dt), normal(rng, w_shape, dt, 0.5),
+                normal(rng, (w_shape[0],), dt))
+
+    return Case("conv2d", make, (0, 1, 2), f"x{x_shape}-W{w_shape}-s{stride}-p{pad}",
+                dict(stride=stride, pad=pad), eager=eager)
+
+
+def _pool(x_shape, pool_h: int, pool_w: int, stride: int, pad: int, eager=False) -> Case:
+    # distinct values: no ties (see tests/test_conv.py for the tie rule)
+    return Case("max_pool2d", lambda rng, dt: (distinct(rng, x_shape, dt),), (0,),
+                f"x{x_shape}-{pool_h}x{pool_w}-s{stride}-p{pad}",
+                dict(pool_h=pool_h, pool_w=pool_w, stride=stride, pad=pad), eager=eager)
+
+
+def _dropout(shape, eager=False, **static) -> Case:
+    def make(rng, dt):
+        return normal(rng, shape, dt), jax.random.key(int(rng.integers(2**31)))
+
+    label = "-".join([str(shape), *(f"{k}={v}" for k, v in static.items())])
+    return Case("dropout", make, (0,), label, static, eager=eager)
+
+
+def _batch_norm(x_shape, eager=False) -> Case:
+    def make(rng, dt):
+        return (normal(rng, x_shape, dt, 2.0) + 1, normal(rng, (x_shape[1],), dt),
+                normal(rng, (x_shape[1],), dt))
+
+    return Case("batch_norm", make, (0, 1, 2), str(x_shape), dict(eps=1e-5), eager=eager)
+
+
+def _batch_norm_inference(x_shape) -> Case:
+    def make(rng, dt):
+        d = x_shape[1]
+        var = jnp.asarray(0.5 + rng.random(d), dt)  # away from 0: a smooth 1/√(var + eps)
+        return (normal(rng, x_shape, dt), normal(rng, (d,), dt), normal(rng, (d,), dt),
+                normal(rng, (d,), dt), var)
+
+    return Case("batch_norm_inference", make, (0, 1, 2, 3, 4), str(x_shape), dict(eps=1e-5),
+                eager=False)
+
+
 CASES = [
     *[_elementwise(op, s) for op in ("sigmoid", "relu", "tanh")
       for s in [(), (7,), (1, 5), (4, 3, 2)]],
@@ -103,6 +147,24 @@ CASES = [
     _arrays("sum", (2, 3, 4), axis=(0, 2)),
     _arrays("sum", (2, 3, 4), axis=-1, keepdims=True),
     _arrays("sum", (2, 3, 4), axis=None, keepdims=True),
+    _conv((1, 1, 5, 5), (2, 1, 3, 3), 1, 0, eager=True),  # batch 1
+    _conv((2, 3, 7, 6), (4, 3, 3, 2), 2, 1),      # non-square kernel, stride 2, pad 1
+    _conv((3, 2, 6, 7), (2, 2, 2, 3), 3, 2),      # pad 2, stride 3, (H + 2p − FH) % s ≠ 0
+    _conv((2, 1, 4, 4), (3, 1, 4, 4), 1, 0),      # kernel = input: one output pixel
+    _pool((1, 1, 4, 4), 2, 2, 2, 0, eager=True),  # the book's 2×2 stride 2, batch 1
+    _pool((2, 3, 7, 6), 3, 2, 2, 1),              # non-square window, pad 1
+    _pool((2, 2, 7, 7), 3, 3, 1, 2),              # overlapping windows, pad 2
+    _pool((3, 1, 5, 6), 2, 3, 3, 0),              # leftover rows and columns
+    _dropout((7,), rate=0.5, eager=True),
+    _dropout((4, 6), rate=0.3, scale_at="test"),
+    _dropout((3, 4), rate=0.3, train=False, scale_at="test"),
+    _dropout((3, 4), rate=0.0),
+    _batch_norm((2, 3), eager=True),              # the smallest legal batch
+    _batch_norm((5, 4)),
+    _batch_norm((2, 3, 3, 4)),                    # per channel over (N, H, W)
+    _batch_norm((1, 2, 3, 3)),                    # batch 1 is fine per channel: N·H·W = 9
+    _batch_norm_inference((1, 3)),                # eval mode: batch 1 is fine
+    _batch_norm_inference((2, 2, 3, 3)),
 ]
 FIRST_OF_EACH_OP = list({case.op: case for case in reversed(CASES)}.values())
 
@@ -141,8 +203,17 @@ def _cotangent(case: Case, args: tuple, seed: int = 1):
     return _random_like(jax.eval_shape(case.fn(autodiff), *args), seed)
 
 
-@pytest.mark.parametrize("case", CASES, ids=repr)
-@pytest.mark.parametrize("transform", ["eager", "jit"])
+@pytest.fixture(autouse=True)
+def _highest_matmul_precision():
+    """Compare rules at full float32 precision: GPUs run float32 matmuls and convolutions in
+    TF32 by default, and the comparison is about the rules, not TF32."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
+@pytest.mark.parametrize(("case", "transform"), [
+    pytest.param(case, transform, id=f"{transform}-{case!r}") for case in CASES
+    for transform in ("eager", "jit") if transform == "jit" or case.eager])
 def test_manual_vjp_matches_autodiff(case: Case, transform: str, dtype):
     args = case.make(np.random.default_rng(0), dtype)
     cot = _cotangent(case, args)
@@ -163,15 +234,15 @@ def test_manual_vjp_matches_autodiff_under_vmap(case: Case, dtype):
     cots = [_cotangent(case, batch, seed=10 + i) for i, batch in enumerate(batches)]
     stack = functools.partial(jax.tree.map, lambda *xs: jnp.stack(xs))
 
-    def batched(ops):
-        return jax.vmap(lambda args, cot: _vjp_fn(case.fn(ops), case, batches[0], cot)(*args))(
-            stack(*batches), stack(*cots))
+    def one(ops, args, cot):
+        return _vjp_fn(case.fn(ops), case, batches[0], cot)(*args)
 
-    results = [batched(ops) for ops in (manual, autodiff)]
+    results = [jax.jit(jax.vmap(functools.partial(one, ops)))(stack(*batches), stack(*cots))
+               for ops in (manual, autodiff)]
     assert_tree_allclose(results[0], results[1], dtype)
     # vmap must agree with doing the examples one at a time.
-    one_by_one = stack(*[_vjp_fn(case.fn(manual), case, b, c)(*b)
-                         for b, c in zip(batches, cots, strict=True)])
+    single = jax.jit(functools.partial(one, manual))
+    one_by_one = stack(*[single(b, c) for b, c in zip(batches, cots, strict=True)])
     assert_tree_allclose(results[0], one_by_one, dtype)
 
 
@@ -179,5 +250,5 @@ def test_manual_vjp_matches_autodiff_under_vmap(case: Case, dtype):
 def test_manual_vjp_matches_numerical_gradient(case: Case, x64):
     args = case.make(np.random.default_rng(1), jnp.float64)
     eps = 1e-7 if case.op == "cross_entropy_error" else None
-    check_grads(of_positions(case.fn(manual), args, case.diff),
+    check_grads(jax.jit(of_positions(case.fn(manual), args, case.diff)),
                 tuple(args[i] for i in case.diff), order=1, modes=["rev"], eps=eps)

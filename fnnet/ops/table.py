@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import NamedTuple
 
-from fnnet.ops import activations, graph, linear, losses
+from fnnet.ops import activations, conv, graph, linear, losses, norm
 
 
 class OpPair(NamedTuple):
@@ -47,4 +47,9 @@ OPS: dict[str, OpPair] = {
     "branch": _pair(graph.branch, graph.branch_reference),
     "repeat": _pair(graph.repeat, graph.repeat_reference),
     "sum": _pair(graph.sum_, graph.sum_reference),  # the Sum node (not the builtin)
+    "conv2d": _pair(conv.conv2d, conv.conv2d_reference),
+    "max_pool2d": _pair(conv.max_pool2d, conv.max_pool2d_reference),
+    "dropout": _pair(norm.dropout, norm.dropout_reference),
+    "batch_norm": _pair(norm.batch_norm, norm.batch_norm_reference),
+    "batch_norm_inference": _pair(norm.batch_norm_inference, norm.batch_norm_inference_reference),
 }
