@@ -128,22 +128,40 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                       help="never download missing MNIST/Fashion-MNIST files")
 
 
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """The net and its options (shared by train and sweep)."""
+def add_net_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The net and its shape options (train, gradcheck and sweep)."""
     from fnnet.init import INITIALIZERS
-    from fnnet.layers import ACTIVATIONS, GRADS, NETS
+    from fnnet.layers import ACTIVATIONS, NETS
 
     model = parser.add_argument_group("model")
     model.add_argument("--net", choices=NETS, default="two-layer",
-                       help="two-layer = the book's TwoLayerNet; mlp = its MultiLayerNet")
+                       help="two-layer = the book's TwoLayerNet; mlp = its MultiLayerNet "
+                            "(MultiLayerNetExtend with --batchnorm/--dropout); simple-conv = "
+                            "its chapter-7 SimpleConvNet; deep-conv = its chapter-8 "
+                            "DeepConvNet (conv nets take the images as (1, H, W))")
     model.add_argument("--hidden", type=_positive_int, action="append", default=None,
                        metavar="SIZE",
-                       help="hidden layer width; repeat for each layer of an mlp (default: 50)")
+                       help="hidden layer width; repeat for each layer of an mlp (default: 50; "
+                            "two-layer and mlp only)")
     model.add_argument("--activation", choices=ACTIVATIONS, default="relu",
-                       help="the hidden layers' activation")
-    model.add_argument("--init", choices=INITIALIZERS, default="normal",
+                       help="the hidden layers' activation (conv nets: relu only)")
+    model.add_argument("--init", choices=INITIALIZERS, default=None,
                        help="normal = N(0, 0.01²) (the book's), xavier = N(0, 1/fan_in), "
-                            "he = N(0, 2/fan_in)")
+                            "he = N(0, 2/fan_in) (fan_in = C·FH·FW for kernels); default: he "
+                            "for deep-conv, normal otherwise")
+    model.add_argument("--batchnorm", action="store_true",
+                       help="batch norm after each hidden affine (two-layer and mlp)")
+    model.add_argument("--dropout", type=_fraction, default=None, metavar="RATE",
+                       help="dropout after each hidden activation (two-layer and mlp; default "
+                            "none), or deep-conv's dropout rate (default 0.5)")
+    return model
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The net, its options, where its gradients come from and weight decay (train, sweep)."""
+    from fnnet.layers import GRADS
+
+    model = add_net_flags(parser)
     model.add_argument("--grads", choices=GRADS, default="manual",
                        help="manual = hand-derived custom_vjp rules, autodiff = jax.grad")
     model.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="λ",
@@ -178,8 +196,6 @@ def add_optimizer_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
 
 def build_parser() -> argparse.ArgumentParser:
     from fnnet.data import DATASETS
-    from fnnet.init import INITIALIZERS
-    from fnnet.layers import ACTIVATIONS, NETS
     from fnnet.precision import PRECISIONS
 
     parser = _Parser(prog="fnnet", description=(
@@ -246,11 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "reference and against central differences (in float64), on real samples. "
                     "Exits 1 if any leaf is out of tolerance.",
         formatter_class=_DefaultsFormatter)
-    check.add_argument("--net", choices=NETS, default="two-layer")
-    check.add_argument("--hidden", type=_positive_int, action="append", default=None,
-                       metavar="SIZE", help="hidden width; repeat for an mlp (default: 50)")
-    check.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    check.add_argument("--init", choices=INITIALIZERS, default="normal")
+    add_net_flags(check)
     check.add_argument("--dataset", choices=DATASETS, default="digits")
     check.add_argument("--data-dir", type=Path, default=None,
                        help="directory holding the IDX files (see fnnet train --help)")
@@ -315,12 +327,42 @@ def enable_compile_cache() -> Path | None:
     return directory
 
 
-def _hidden_sizes(args: argparse.Namespace) -> list[int]:
-    hidden = args.hidden or [50]
-    if args.net == "two-layer" and len(hidden) != 1:
-        raise UsageError(f"--net two-layer takes exactly one --hidden; got {len(hidden)} "
-                         f"({hidden}); use --net mlp for more layers")
-    return hidden
+def net_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The builder options of ``--net`` from the net flags, each checked to apply to that net
+    (``args.init`` and ``args.hidden`` are resolved to what is used, for the record)."""
+    from fnnet.layers import CONV_NETS
+
+    args.init = args.init or ("he" if args.net == "deep-conv" else "normal")
+    options: dict[str, Any] = {"weight_init": args.init}
+    if args.net in CONV_NETS:
+        for flag, given in (("--hidden", args.hidden), ("--batchnorm", args.batchnorm),
+                            ("--activation", args.activation != "relu"),
+                            ("--dropout", args.dropout is not None and args.net != "deep-conv")):
+            if given:
+                raise UsageError(f"{flag} does not apply to --net {args.net} (the book's layers "
+                                 f"are fixed; see --help)")
+        if args.dropout is not None:
+            options["dropout"] = args.dropout
+        return options
+    args.hidden = args.hidden or [50]
+    if args.net == "two-layer" and len(args.hidden) != 1:
+        raise UsageError(f"--net two-layer takes exactly one --hidden; got {len(args.hidden)} "
+                         f"({args.hidden}); use --net mlp for more layers")
+    return options | dict(hidden=args.hidden, activation=args.activation,
+                          batchnorm=args.batchnorm, dropout=args.dropout or 0.0)
+
+
+def _net_line(args: argparse.Namespace, data: Any) -> str:
+    """``two-layer 64-50-10 relu`` or ``simple-conv 1x28x28 -> 10``."""
+    from fnnet.layers import CONV_NETS
+
+    if args.net in CONV_NETS:
+        return (f"{args.net} {'x'.join(map(str, data.x_train.shape[1:]))} -> "
+                f"{data.num_classes}")
+    extras = "".join([" batchnorm" if args.batchnorm else "",
+                      f" dropout {args.dropout}" if args.dropout else ""])
+    return (f"{args.net} {data.x_train.shape[1]}-{'-'.join(map(str, args.hidden))}-"
+            f"{data.num_classes} {args.activation}{extras}")
 
 
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:
@@ -330,16 +372,15 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
 
 
 # Settings that fix the trajectory: a resumed run must agree on them.
-RESUME_KEYS = ("dataset", "net", "hidden", "activation", "init", "weight_decay", "optimizer",
+RESUME_KEYS = ("dataset", "net", "hidden", "activation", "init", "batchnorm", "dropout",
+               "weight_decay", "optimizer",
                "lr", "momentum", "beta1", "beta2", "decay_rate", "batch_size", "sampling",
                "seed", "precision")
 
 
-def _settings(args: argparse.Namespace, hidden: list[int]) -> dict[str, Any]:
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k != "handler"}
-    settings["hidden"] = hidden
-    return settings
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if k != "handler"}
 
 
 def _check_resume_settings(directory: Path, settings: dict[str, Any]) -> None:
@@ -425,13 +466,20 @@ def optimizer_from_args(args: argparse.Namespace):
     return get_optimizer(args.optimizer, args.lr, **given)
 
 
-def model_from_args(args: argparse.Namespace, data: Any, hidden: list[int]):
-    """The ``--net`` for ``data``'s example shape and classes, with the model flags."""
+def model_from_args(args: argparse.Namespace, data: Any, options: dict[str, Any]):
+    """The ``--net`` for ``data``'s example shape and classes, with the model flags
+    (``options`` from :func:`net_options`)."""
     from fnnet.layers import build_net
 
-    return build_net(args.net, data.x_train.shape[1:], data.num_classes, hidden=hidden,
-                     activation=args.activation, weight_init=args.init, grads=args.grads,
-                     weight_decay=args.weight_decay)
+    return build_net(args.net, data.x_train.shape[1:], data.num_classes, grads=args.grads,
+                     weight_decay=args.weight_decay, **options)
+
+
+def data_for_net(net: str, data: Any) -> Any:
+    """``data`` with images ``(N, 1, H, W)`` for the conv nets, flat vectors otherwise."""
+    from fnnet.layers import CONV_NETS
+
+    return data.as_images() if net in CONV_NETS else data
 
 
 class _JoinError(Exception):
@@ -493,7 +541,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from fnnet.precision import with_precision
     from fnnet.train import NonFiniteLossError, epoch_plan, fit
 
-    hidden = _hidden_sizes(args)
+    options = net_options(args)
     optimizer = optimizer_from_args(args)
     device = _select_device(args.device)
     if args.devices is not None and device is not None:
@@ -511,26 +559,27 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         held.enter_context(lock_directory(args.checkpoint_dir))  # until training has ended
     if not args.no_compile_cache:
         enable_compile_cache()
-    data = load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
-                        progress=not args.no_progress)
+    data = data_for_net(args.net, load_dataset(args.dataset, data_dir=args.data_dir,
+                                               download=not args.no_download,
+                                               progress=not args.no_progress))
     if args.batch_size > len(data.x_train):
         raise UsageError(f"--batch-size {args.batch_size} is larger than the {args.dataset} "
                          f"training set ({len(data.x_train)} examples)")
     if args.epochs is None and args.steps is None:
         args.epochs = 20
     plan = epoch_plan(len(data.x_train), args.batch_size, epochs=args.epochs, steps=args.steps)
-    settings = _settings(args, hidden)
-    _check_memory([data.x_train.shape[1], *hidden, data.num_classes], max(args.batch_size,
-                  min(1000, len(data.x_train))), 4, 6, device)
+    settings = _settings(args)
+    if "hidden" in options:  # the MLPs' size is the user's to choose (conv nets: the book's)
+        _check_memory([data.x_train.shape[1], *args.hidden, data.num_classes],
+                      max(args.batch_size, min(1000, len(data.x_train))), 4, 6, device)
     if args.resume:
         _check_resume_settings(args.checkpoint_dir, settings)
-    net = with_precision(model_from_args(args, data, hidden), args.precision)
+    net = with_precision(model_from_args(args, data, options), args.precision)
     init_key, data_key = jax.random.split(jax.random.key(args.seed))
     where = (f"{len(jax.devices()) if args.devices == 'all' else args.devices} devices"
              if args.devices is not None else (device or jax.devices()[0]).platform)
     print(f"fnnet train: {args.dataset} ({len(data.x_train)} train / {len(data.x_test)} test), "
-          f"{args.net} {data.x_train.shape[1]}-{'-'.join(map(str, hidden))}-"
-          f"{data.num_classes} {args.activation}, grads={args.grads}, "
+          f"{_net_line(args, data)}, grads={args.grads}, "
           f"optimizer={args.optimizer} lr={args.lr}, batch {args.batch_size}, "
           f"{sum(plan)} steps on {where} ({args.precision})", flush=True)
     print(_data_line(data.files), flush=True)
@@ -594,24 +643,27 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 def _gradcheck(args: argparse.Namespace) -> int:
     from fnnet.gradcheck import gradcheck_model
 
-    hidden = _hidden_sizes(args)
+    options = net_options(args)
     _check_writable("--json", args.json)
     from fnnet.data import INPUT_SIZES, NUM_CLASSES
 
-    # float64 params, two gradients, and the numerical check's 2 x 32 perturbed copies.
-    _check_memory([INPUT_SIZES[args.dataset], *hidden, NUM_CLASSES], args.batch_size, 8, 70)
+    if "hidden" in options:
+        # float64 params, two gradients, and the numerical check's 2 x 32 perturbed copies.
+        _check_memory([INPUT_SIZES[args.dataset], *args.hidden, NUM_CLASSES], args.batch_size,
+                      8, 70)
     report = gradcheck_model(
-        net=args.net, hidden=hidden,
-        activation=args.activation, weight_init=args.init, dataset=args.dataset,
-        batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
-        data_dir=None if args.data_dir is None else str(args.data_dir),
-        max_entries=args.max_entries, download=not args.no_download)
-    print(f"fnnet gradcheck: {args.net} ({'-'.join(map(str, hidden))} hidden, "
-          f"{args.activation}, init {args.init}) on {args.batch_size} {args.dataset} samples, "
-          f"{args.dtype}")
+        net=args.net, dataset=args.dataset, batch_size=args.batch_size, dtype=args.dtype,
+        seed=args.seed, data_dir=None if args.data_dir is None else str(args.data_dir),
+        max_entries=args.max_entries, download=not args.no_download, **options)
+    shape = (f"{'-'.join(map(str, args.hidden))} hidden, {args.activation}, "
+             if "hidden" in options else "")
+    extras = "".join([", batchnorm" if args.batchnorm else "",
+                      f", dropout {args.dropout} (a fixed key)" if args.dropout else ""])
+    print(f"fnnet gradcheck: {args.net} ({shape}init {args.init}{extras}) on "
+          f"{args.batch_size} {args.dataset} samples, {args.dtype}")
     print(report.format_table())
     if args.json is not None:
-        _write_json(args.json, {"settings": _settings(args, hidden), "report": report.to_dict(),
+        _write_json(args.json, {"settings": _settings(args), "report": report.to_dict(),
                                 "environment": _environment()})
     if not report.ok:
         print(f"fnnet gradcheck: out of tolerance: {', '.join(report.failures)}",

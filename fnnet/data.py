@@ -102,6 +102,16 @@ class Dataset(NamedTuple):
     image_shape: tuple[int, int]
     files: tuple[str, ...] = ()
 
+    def as_images(self) -> Dataset:
+        """The same data with each example as a one-channel image ``(N, 1, H, W)`` (NCHW, as
+        the conv nets take it) instead of a flat vector; a no-op if it already is."""
+        shape = (1, *self.image_shape)
+
+        def images(x: np.ndarray) -> np.ndarray:
+            return x.reshape(len(x), *shape)
+
+        return self._replace(x_train=images(self.x_train), x_test=images(self.x_test))
+
 
 class DatasetError(Exception):
     """Dataset files are missing, could not be downloaded, or are corrupt or inconsistent."""

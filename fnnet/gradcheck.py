@@ -34,19 +34,23 @@ place: every evaluation builds new arrays. The losses must be traceable (``jax.j
 ``vmap``) and hashable: they are static arguments of the jitted gradient functions, so a
 second check of the same losses reuses the compiled code.
 
-**Kinks: not comparable, never failed.** A step that straddles a kink (a ReLU
-pre-activation within ``hᵢ·|x|`` of 0) gives a numerical gradient that is wrong, not the
-manual rule: with the book's ``std = 0.01`` init in a deep ReLU net the pre-activations shrink
-layer by layer until even the float64 step (~6e-6) crosses them. So each entry's central
-difference is also taken with half the step: on a smooth stretch the two agree to
-``O(h²)``, but across a kink at distance ``d < h`` they differ by about ``|s₁ − s₂|·d/2h``
-(``s₁, s₂`` the slopes on either side). An entry whose two estimates differ by more than the
-numerical tolerance is **not comparable**: it is counted in ``Comparison.skipped``, left out
-of the statistics and the verdict, and the report says how many (``n`` column: ``64 (12
-kinks)``; a note). A wrong rule on a smooth stretch — the usual bug — still fails; only a
-kink closer to ``θᵢ`` than about ``rtol·hᵢ`` can slip through as an (always tiny) false
-failure. Deep ReLU nets are checked more thoroughly with ``weight_init="he"`` (as the book's
-own ``MultiLayerNet`` does): fewer entries then sit at kinks.
+**Kinks: not comparable, never failed.** A step that straddles a kink (a ReLU pre-activation
+within ``hᵢ·|x|`` of 0) gives a numerical gradient that is wrong, not the manual rule: with the
+book's ``std = 0.01`` init in a deep ReLU net the pre-activations shrink layer by layer until
+even the float64 step (~6e-6) crosses them. So each entry's central difference is also taken
+with half the step: on a smooth stretch the two agree to ``O(h²)``, but across a kink at
+distance ``d < h`` they differ by about ``|s₁ − s₂|·d/2h`` (``s₁, s₂`` the slopes on either
+side). A kink at ``θᵢ`` itself (a ReLU input exactly 0: a zero bias over zero pixels) makes both
+central differences the same average of the two slopes, so the second differences are compared
+too: ``S(h) = L(θ+h) + L(θ−h) − 2L(θ)`` is ``≈ 4·S(h/2)`` on a smooth stretch but ``2·S(h/2)``
+across a slope jump ``J`` at ``θ``, and ``|S(h) − 4·S(h/2)|/h`` estimates ``J``. An entry whose
+two estimates differ by more than the numerical tolerance, or whose jump exceeds it (and the
+rounding bound), is **not comparable**: it is counted in ``Comparison.skipped``, left out of the
+statistics and the verdict, and the report says how many (``n`` column: ``64 (12 kinks)``; a
+note). A wrong rule on a smooth stretch — the usual bug — still fails; only a kink closer to
+``θᵢ`` than about ``rtol·hᵢ`` can slip through as an (always tiny) false failure. Deep ReLU nets
+are checked more thoroughly with ``weight_init="he"`` (as the book's own ``MultiLayerNet``
+does): fewer entries then sit at kinks.
 
 >>> import functools, jax, fnnet
 >>> with jax.enable_x64(True):
@@ -72,7 +76,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from fnnet._checks import check_int
-from fnnet.layers import NETS, Model, build_net
+from fnnet.layers import CONV_NETS, NETS, Model, build_net
 from fnnet.precision import cast_floating
 
 __all__ = [
@@ -351,7 +355,8 @@ def _subset(size: int, max_entries: int | None, seed: int, leaf_index: int) -> n
 def _numerical_grads(loss: Callable, params: Any, args: tuple, flat_indices: jax.Array):
     """Central differences of ``loss`` at ``params`` for entries ``flat_indices`` of the
     params raveled into one vector (one compiled loop for every leaf), with step ``h`` and
-    with ``h/2`` (to detect kinks, see the module docstring)."""
+    with ``h/2``, and each entry's slope jump and its rounding bound (to detect kinks, see
+    the module docstring)."""
     flat, unravel = ravel_pytree(params)
     theta = flat[flat_indices]
     h = float(np.cbrt(np.finfo(flat.dtype).eps)) * jnp.maximum(1, jnp.abs(theta))
@@ -366,8 +371,14 @@ def _numerical_grads(loss: Callable, params: Any, args: tuple, flat_indices: jax
 
     plus, minus, half_plus, half_minus = jax.lax.map(four, (flat_indices, *steps),
                                                      batch_size=32)
+    center = loss(params, *args)
+    # Second differences: S(h) ≈ f''·h² ≈ 4·S(h/2) on a smooth stretch, but S(h) = J·h =
+    # 2·S(h/2) across a slope jump J at θ itself, so |S(h) − 4·S(h/2)|/h estimates J.
+    second, second_half = plus + minus - 2 * center, half_plus + half_minus - 2 * center
+    jump = jnp.abs(second - 4 * second_half) / h
+    rounding = 16 * jnp.finfo(flat.dtype).eps * jnp.maximum(jnp.abs(center), 1e-30) / h
     return ((plus - minus) / (steps[0] - steps[1]),
-            (half_plus - half_minus) / (steps[2] - steps[3]))
+            (half_plus - half_minus) / (steps[2] - steps[3]), jump, rounding)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -443,13 +454,15 @@ def compare_grads(
             notes.append("numerical gradient computed in float32 (jax_enable_x64 is off): "
                          "expect ~1e-2 agreement at best; enable x64 for a sharp check")
         offsets = np.cumsum([0] + [int(np.size(leaf)) for _, leaf in path_leaves])
-        flat_n, flat_half = _numerical_grads(
+        flat_n, flat_half, flat_jump, flat_rounding = _numerical_grads(
             loss_manual, cast_floating(params, numerical_dtype),
             cast_floating(args, numerical_dtype),
             jnp.asarray(np.concatenate([s + o for s, o in zip(subsets, offsets, strict=False)])))
         cuts = np.cumsum([len(s) for s in subsets])[:-1]
         grads_n = np.split(np.asarray(flat_n, np.float64), cuts)
         grads_half = np.split(np.asarray(flat_half, np.float64), cuts)
+        jumps = np.split(np.asarray(flat_jump, np.float64), cuts)
+        roundings = np.split(np.asarray(flat_rounding, np.float64), cuts)
 
     reports = []
     for i, (path, leaf) in enumerate(path_leaves):
@@ -470,7 +483,8 @@ def compare_grads(
             rtol_n = _tolerance(rtol, 1, RTOL_NUMERICAL[(dtype, numerical_dtype)])
             num = _compare(a[subsets[i]], grads_n[i], leaf_floor, rtol_n,
                            _tolerance(atol, 1, 0.0),
-                           comparable=_smooth(grads_n[i], grads_half[i], leaf_floor, rtol_n))
+                           comparable=_smooth(grads_n[i], grads_half[i], jumps[i],
+                                              roundings[i], leaf_floor, rtol_n))
         reports.append(LeafReport(_path_str(path), tuple(np.shape(leaf)), dtype, leaf_floor,
                                   autodiff, num))
     skipped = sum(r.numerical.skipped for r in reports if r.numerical is not None)
@@ -479,18 +493,23 @@ def compare_grads(
                           for r in reports if r.numerical is not None and r.numerical.skipped)
         notes.append(f"{skipped} {'entry' if skipped == 1 else 'entries'} not comparable "
                      f"numerically ({where}): the central difference crosses a kink (steps h "
-                     f"and h/2 disagree), e.g. a ReLU input near 0; left out, not failed. "
+                     f"and h/2 disagree, or the slope jumps at the point), e.g. a ReLU input "
+                     f"at or near 0; left out, not failed. "
                      f"He init (weight_init='he', --init he) puts fewer entries at kinks")
     return GradReport(tuple(reports), loss_value, numerical_dtype,
                       max_entries, seed, tuple(notes))
 
 
-def _smooth(full: np.ndarray, half: np.ndarray, floor: float, rtol: float) -> np.ndarray:
-    """Entries whose central differences with steps ``h`` and ``h/2`` agree within ``rtol``
-    (relative, with the floor): no kink within the step. NaN counts as smooth (and fails)."""
+def _smooth(full: np.ndarray, half: np.ndarray, jump: np.ndarray, rounding: np.ndarray,
+            floor: float, rtol: float) -> np.ndarray:
+    """Entries with no kink within the step: central differences with steps ``h`` and ``h/2``
+    that agree within ``rtol`` (relative, with the floor), and no slope jump at the point
+    itself beyond that tolerance and the rounding bound. NaN counts as smooth (and fails)."""
     scale = np.maximum(np.maximum(np.abs(full), np.abs(half)), floor)
     with np.errstate(invalid="ignore"):
-        return ~(np.abs(full - half) > rtol * scale)
+        crossed = np.abs(full - half) > rtol * scale
+        at_kink = jump > np.maximum(rtol * scale, rounding)
+        return ~(crossed | at_kink)
 
 
 def compare_model_grads(
@@ -509,22 +528,37 @@ def compare_model_grads(
         ``functools.partial(fnnet.two_layer_net, 64, 10, 10)``.
       x, t: a batch of inputs and labels.
       params: the point to check at; default ``build(grads="manual").init(key)``.
-      key: PRNG key for the init; default ``jax.random.key(0)``.
+      key: PRNG key for the init (default ``jax.random.key(0)``); the losses are compared in
+        training mode with the initial model state and the dropout key ``fold_in(key, 1)``.
       **kwargs: passed to :func:`compare_grads` (``rtol``, ``max_entries``, ...).
     """
     manual_model = build(grads="manual")
     autodiff_model = build(grads="autodiff")
+    key = jax.random.key(0) if key is None else key
     if params is None:
-        params = jax.jit(manual_model.init)(jax.random.key(0) if key is None else key)
-    return compare_grads(manual_model.loss, autodiff_model.loss, params, x, t, **kwargs)
+        params = jax.jit(manual_model.init)(key)
+    # Training-mode losses: batch norm's batch statistics, one fixed dropout mask for both.
+    state, noise = manual_model.init_state(), jax.random.fold_in(key, 1)
+    losses = [_TrainingLoss(model.loss, state, noise) for model in (manual_model, autodiff_model)]
+    return compare_grads(*losses, params, x, t, **kwargs)
+
+
+@dataclass(frozen=True, eq=False)
+class _TrainingLoss:
+    """``loss(params, x, t)`` in training mode with a fixed state and dropout key; hashable
+    by identity, as :func:`compare_grads` needs (its jitted functions take it as static)."""
+
+    loss: Callable[..., jax.Array]
+    state: Any
+    key: jax.Array
+
+    def __call__(self, params: Any, x: jax.Array, t: jax.Array) -> jax.Array:
+        return self.loss(params, x, t, state=self.state, key=self.key)
 
 
 def gradcheck_model(
     *,
     net: str = "two-layer",
-    hidden: Sequence[int] = (50,),
-    activation: str = "relu",
-    weight_init: str | float = "normal",
     dataset: str = "digits",
     batch_size: int = 3,
     dtype: str = "float64",
@@ -533,13 +567,16 @@ def gradcheck_model(
     max_entries: int | None = 64,
     numerical: bool = True,
     download: bool = True,
+    **net_options: Any,
 ) -> GradReport:
     """Gradient check of one of the book's nets on real samples (what ``fnnet gradcheck`` runs).
 
     Takes the first ``batch_size`` samples of ``np.random.default_rng(seed).permutation`` of
-    the training set of ``dataset`` (:func:`fnnet.data.load_dataset`), builds the net
-    ``net`` of :data:`fnnet.layers.NETS`, inits params with ``jax.random.key(seed)`` and runs
-    :func:`compare_model_grads`.
+    the training set of ``dataset`` (:func:`fnnet.data.load_dataset`; as images for the conv
+    nets), builds the net ``net`` of :data:`fnnet.layers.NETS` with ``net_options``, inits
+    params with ``jax.random.key(seed)`` and runs :func:`compare_model_grads` on the training
+    loss: batch statistics for batch norm (from the initial state), and for dropout the fixed
+    key ``fold_in(key(seed), 1)``, the same mask for the manual and the autodiff model.
 
     Float64 is enabled for the duration of the call only (``jax.enable_x64``, a scoped
     setting: the global flag is left alone), for either ``dtype``. For ``dtype="float64"``
@@ -549,17 +586,17 @@ def gradcheck_model(
     :data:`RTOL_NUMERICAL`).
 
     Args:
-      net: a name of :data:`fnnet.layers.NETS` (``"two-layer"``, ``"mlp"``, …).
-      hidden: hidden widths (exactly one for ``"two-layer"``).
-      activation: ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
-      weight_init: ``"normal"`` (std 0.01), ``"xavier"``, ``"he"`` or a float std.
+      net: a name of :data:`fnnet.layers.NETS` (``"two-layer"``, ``"mlp"``,
+        ``"simple-conv"``, ``"deep-conv"``).
       dataset: ``"digits"``, ``"mnist"`` or ``"fashion-mnist"``.
       batch_size: samples in the batch (the book checks 3).
       dtype: ``"float64"`` or ``"float32"``.
-      seed: seeds the sample choice, the init key and the entry subsets.
-      data_dir: extra directory searched for IDX files.
+      seed: seeds the sample choice, the init key, the dropout key and the entry subsets.
+      data_dir: the directory holding the IDX files.
       max_entries, numerical: as for :func:`compare_grads`.
       download: fetch missing MNIST/Fashion-MNIST files (see :func:`fnnet.data.load_dataset`).
+      **net_options: the builder's options, e.g. ``hidden=(50,)``, ``activation="relu"``,
+        ``weight_init="he"``, ``batchnorm=True``, ``dropout=0.5``.
     """
     if net not in NETS:
         raise ValueError(f"gradcheck_model: net must be one of {tuple(NETS)}; got {net!r}")
@@ -570,6 +607,8 @@ def gradcheck_model(
         from fnnet.data import load_dataset  # data loading is only needed here
 
         data = load_dataset(dataset, data_dir=data_dir, download=download)
+        if net in CONV_NETS:
+            data = data.as_images()
         if batch_size > len(data.x_train):
             raise ValueError(f"gradcheck_model: batch_size must be <= {len(data.x_train)} (the "
                              f"training set of {dataset}); got {batch_size}")
@@ -577,7 +616,6 @@ def gradcheck_model(
         x = jnp.asarray(data.x_train[rows], dtype)
         t = jnp.asarray(data.t_train[rows])
         build = functools.partial(build_net, net, x.shape[1:], data.num_classes,
-                                  hidden=tuple(hidden), activation=activation,
-                                  weight_init=weight_init, dtype=jnp.dtype(dtype))
+                                  dtype=jnp.dtype(dtype), **net_options)
         return compare_model_grads(build, x, t, key=jax.random.key(seed),
                                    max_entries=max_entries, numerical=numerical, seed=seed)

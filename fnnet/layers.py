@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from fnnet import autodiff, manual
 from fnnet._checks import check_int
 from fnnet.init import Initializer, resolve
+from fnnet.ops.norm import batch_norm_statistics
 from fnnet.optim import weight_decay_penalty
 
 Shape = tuple[int, ...]
@@ -85,6 +86,15 @@ def ops_for(grads: str) -> ModuleType:
     if grads == "autodiff":
         return autodiff
     raise ValueError(f"grads must be one of {GRADS}; got {grads!r}")
+
+
+def output_size(size: int, window: int, stride: int, pad: int, axis: str) -> int:
+    """``(size + 2·pad − window)//stride + 1``, or a ``ValueError`` when the window does not
+    fit the padded input along ``axis``."""
+    if window > size + 2 * pad:
+        raise ValueError(f"a window of {window} does not fit the {axis} {size} padded by {pad} "
+                         f"on each side")
+    return (size + 2 * pad - window) // stride + 1
 
 
 def _stateless(init: Callable[[jax.Array, Shape], tuple[Shape, Params]],
@@ -137,6 +147,127 @@ def flatten_layer() -> Layer:
     """``(C, H, W) -> (C·H·W,)`` (any shape to one axis), row-major as the book's reshape."""
     return _stateless(lambda key, shape: ((math.prod(shape),), {}),
                       lambda params, x: x.reshape(x.shape[0], -1))
+
+
+def conv_layer(
+    filters: int,
+    kernel: int | tuple[int, int],
+    *,
+    stride: int = 1,
+    pad: int = 0,
+    weight_init: str | float | Initializer = "he",
+    grads: str = "manual",
+    dtype: jnp.dtype = jnp.float32,
+) -> Layer:
+    """The book's Convolution layer: ``(C, H, W) -> (FN, OH, OW)`` with ``W (FN, C, FH, FW)``
+    from ``weight_init`` (fan-in ``C·FH·FW``) and ``b = 0``; ``OH = (H + 2·pad − FH)//stride
+    + 1`` (see :func:`fnnet.ops.conv.conv2d`)."""
+    filters = check_int("filters", filters)
+    fh, fw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+    fh, fw = check_int("kernel height", fh), check_int("kernel width", fw)
+    stride, pad = check_int("stride", stride), check_int("pad", pad, minimum=0)
+    initializer = resolve(weight_init)
+    conv2d = ops_for(grads).conv2d
+
+    def init(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
+        if len(input_shape) != 3:
+            raise ValueError(f"conv layer: input shape must be (C, H, W); got {input_shape}")
+        c, h, w = input_shape
+        oh, ow = (output_size(h, fh, stride, pad, "height"),
+                  output_size(w, fw, stride, pad, "width"))
+        W = initializer(key, (filters, c, fh, fw), dtype)
+        return (filters, oh, ow), {"W": W, "b": jnp.zeros((filters,), dtype)}
+
+    return _stateless(init, lambda params, x: conv2d(x, params["W"], params["b"],
+                                                     stride=stride, pad=pad))
+
+
+def max_pool_layer(pool: int | tuple[int, int] = 2, *, stride: int | None = None,
+                   pad: int = 0, grads: str = "manual") -> Layer:
+    """The book's Pooling layer (max): ``(C, H, W) -> (C, OH, OW)``; ``stride`` defaults to
+    the pool height, as in the book (see :func:`fnnet.ops.conv.max_pool2d`)."""
+    ph, pw = (pool, pool) if isinstance(pool, int) else tuple(pool)
+    ph, pw = check_int("pool height", ph), check_int("pool width", pw)
+    stride = ph if stride is None else check_int("stride", stride)
+    pad = check_int("pad", pad, minimum=0)
+    max_pool2d = ops_for(grads).max_pool2d
+
+    def init(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
+        if len(input_shape) != 3:
+            raise ValueError(f"pool layer: input shape must be (C, H, W); got {input_shape}")
+        c, h, w = input_shape
+        return (c, output_size(h, ph, stride, pad, "height"),
+                output_size(w, pw, stride, pad, "width")), {}
+
+    return _stateless(init, lambda params, x: max_pool2d(x, pool_h=ph, pool_w=pw,
+                                                         stride=stride, pad=pad))
+
+
+def dropout_layer(rate: float, *, scale_at: str = "train", grads: str = "manual") -> Layer:
+    """The book's Dropout layer: in training mode each unit is dropped with probability
+    ``rate`` using the layer's ``key``; in eval mode the identity (inverted dropout, scaled by
+    ``1/(1 − rate)`` at train time) or, with ``scale_at="test"``, the book's ``x·(1 − rate)``.
+    A training-mode call needs a key."""
+    rate = float(rate)
+    if not 0 <= rate < 1:
+        raise ValueError(f"dropout rate must be in [0, 1); got {rate!r}")
+    dropout = ops_for(grads).dropout
+
+    def init(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params, State]:
+        return tuple(input_shape), {}, {}
+
+    def apply(params: Params, state: State, x: jax.Array, *, key: jax.Array | None = None,
+              train: bool = False) -> tuple[jax.Array, State]:
+        if train and rate > 0 and key is None:
+            raise ValueError("dropout layer: training mode needs a key (pass key=...; fit and "
+                             "the train step do)")
+        return dropout(x, key, rate=rate, train=train, scale_at=scale_at), state
+
+    return Layer(init, apply)
+
+
+def batch_norm_layer(*, momentum: float = 0.9, eps: float = 1e-5,
+                     grads: str = "manual", dtype: jnp.dtype = jnp.float32) -> Layer:
+    """The book's BatchNormalization layer over ``(D,)`` features or ``(C, H, W)`` channels.
+
+    Params ``gamma = 1``, ``beta = 0``; state: the running ``mean`` (0) and ``var`` (1). In
+    training mode it normalises with the batch's statistics (:func:`fnnet.ops.norm.batch_norm`,
+    the hand rule) and returns the state ``running ← momentum·running + (1 − momentum)·batch``
+    (the book's momentum 0.9; the statistics carry no gradient); in eval mode it normalises
+    with the running statistics (:func:`fnnet.ops.norm.batch_norm_inference`).
+    """
+    if not 0 <= momentum < 1:
+        raise ValueError(f"batch norm momentum must be in [0, 1); got {momentum!r}")
+    ops = ops_for(grads)
+
+    def init(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params, State]:
+        if len(input_shape) not in (1, 3):
+            raise ValueError(f"batch norm layer: input shape must be (D,) or (C, H, W); got "
+                             f"{input_shape}")
+        features = (input_shape[0],)
+        return (tuple(input_shape), {"gamma": jnp.ones(features, dtype),
+                                     "beta": jnp.zeros(features, dtype)},
+                {"mean": jnp.zeros(features, jnp.float32),
+                 "var": jnp.ones(features, jnp.float32)})
+
+    def apply(params: Params, state: State, x: jax.Array, *, key: jax.Array | None = None,
+              train: bool = False) -> tuple[jax.Array, State]:
+        del key
+        if not state:
+            raise ValueError("batch norm layer: needs its running statistics; pass the "
+                             "model's state (model.init_state(), or the state training "
+                             "returned)")
+        if not train:
+            return ops.batch_norm_inference(x, params["gamma"], params["beta"],
+                                            state["mean"].astype(x.dtype),
+                                            state["var"].astype(x.dtype), eps=eps), state
+        y = ops.batch_norm(x, params["gamma"], params["beta"], eps=eps)
+        mean, var = jax.lax.stop_gradient(batch_norm_statistics(x))
+        new_state = {name: momentum * state[name] + (1 - momentum) * batch.astype(jnp.float32)
+                     for name, batch in (("mean", mean), ("var", var))}
+        return y, new_state
+
+    return Layer(init, apply)
 
 
 def serial(*named_layers: tuple[str, Layer]) -> Layer:
@@ -247,11 +378,16 @@ def multi_layer_net(
     grads: str = "manual",
     dtype: jnp.dtype = jnp.float32,
     weight_decay: float = 0.0,
+    batchnorm: bool = False,
+    dropout: float = 0.0,
 ) -> Model:
-    """The book's ``MultiLayerNet``: ``(Affine → activation) × len(hidden_sizes) → Affine``.
+    """The book's ``MultiLayerNet``: ``(Affine → activation) × len(hidden_sizes) → Affine``,
+    or its ``MultiLayerNetExtend`` with ``batchnorm`` and ``dropout``:
+    ``(Affine → BatchNorm → activation → Dropout) × len(hidden_sizes) → Affine``.
 
-    Layers are named ``affine1, <activation>1, affine2, …``; the loss is softmax
-    cross-entropy over the last affine output (the book's Softmax-with-Loss layer).
+    Layers are named ``affine1, [batchnorm1,] <activation>1, [dropout1,] affine2, …``; the
+    loss is softmax cross-entropy over the last affine output (the book's Softmax-with-Loss
+    layer).
 
     Args:
       input_size: features per example, D.
@@ -264,6 +400,9 @@ def multi_layer_net(
       dtype: parameter dtype.
       weight_decay: λ of the book's weight decay, ``½·λ·ΣW²`` added to the training loss
         (see :func:`classifier`).
+      batchnorm: a :func:`batch_norm_layer` after each hidden affine (the model has state).
+      dropout: a :func:`dropout_layer` of this rate after each hidden activation (0: none;
+        training then needs a key).
     """
     input_size = check_int("input_size", input_size)
     hidden_sizes = [check_int(f"hidden_sizes[{i}]", size) for i, size in enumerate(hidden_sizes)]
@@ -276,7 +415,11 @@ def multi_layer_net(
     for i, size in enumerate(hidden_sizes, start=1):
         layers.append((f"affine{i}", affine_layer(size, weight_init=weight_init, grads=grads,
                                                   dtype=dtype)))
+        if batchnorm:
+            layers.append((f"batchnorm{i}", batch_norm_layer(grads=grads, dtype=dtype)))
         layers.append((f"{activation}{i}", activation_layer(activation, grads=grads)))
+        if dropout:
+            layers.append((f"dropout{i}", dropout_layer(dropout, grads=grads)))
     layers.append((f"affine{len(hidden_sizes) + 1}",
                    affine_layer(output_size, weight_init=weight_init, grads=grads, dtype=dtype)))
     return classifier(serial(*layers), (input_size,), grads=grads, weight_decay=weight_decay)
@@ -309,6 +452,78 @@ def two_layer_net(
                            weight_decay=weight_decay)
 
 
+def simple_conv_net(
+    input_shape: Shape = (1, 28, 28),
+    num_classes: int = 10,
+    *,
+    filters: int = 30,
+    kernel: int = 5,
+    hidden: int = 100,
+    weight_init: str | float | Initializer = "normal",
+    grads: str = "manual",
+    dtype: jnp.dtype = jnp.float32,
+    weight_decay: float = 0.0,
+) -> Model:
+    """The book's chapter-7 ``SimpleConvNet``: ``Conv (30 5×5, stride 1, pad 0) → ReLU →
+    Pool 2×2 → Affine 100 → ReLU → Affine → Softmax-with-Loss``, over ``(C, H, W)`` images.
+
+    Layers: ``conv1, relu1, pool1, flatten, affine1, relu2, affine2``; ``weight_init``
+    defaults to the book's N(0, 0.01²).
+
+    >>> import jax
+    >>> net = simple_conv_net()
+    >>> params = net.init(jax.random.key(0))
+    >>> params["conv1"]["W"].shape, params["affine1"]["W"].shape
+    ((30, 1, 5, 5), (4320, 100))
+    """
+    common = dict(weight_init=weight_init, grads=grads, dtype=dtype)
+    network = serial(
+        ("conv1", conv_layer(filters, kernel, **common)),
+        ("relu1", activation_layer("relu", grads=grads)),
+        ("pool1", max_pool_layer(2, grads=grads)),
+        ("flatten", flatten_layer()),
+        ("affine1", affine_layer(hidden, **common)),
+        ("relu2", activation_layer("relu", grads=grads)),
+        ("affine2", affine_layer(check_int("num_classes", num_classes, minimum=2), **common)),
+    )
+    return classifier(network, input_shape, grads=grads, weight_decay=weight_decay)
+
+
+def deep_conv_net(
+    input_shape: Shape = (1, 28, 28),
+    num_classes: int = 10,
+    *,
+    filters: Sequence[int] = (16, 16, 32, 32, 64, 64),
+    hidden: int = 50,
+    dropout: float = 0.5,
+    weight_init: str | float | Initializer = "he",
+    grads: str = "manual",
+    dtype: jnp.dtype = jnp.float32,
+    weight_decay: float = 0.0,
+) -> Model:
+    """The book's chapter-8 ``DeepConvNet``: six 3×3 convolutions (pad 1) with ReLU and a
+    2×2 max pool after every second one, then ``Affine 50 → ReLU → Dropout → Affine →
+    Softmax-with-Loss``; He initialisation.
+
+    Layers: ``conv1, relu1, conv2, relu2, pool1, …, pool3, flatten, affine1, relu7,
+    dropout1, affine2``. Training needs a key (dropout).
+    """
+    common = dict(weight_init=weight_init, grads=grads, dtype=dtype)
+    layers: list[tuple[str, Layer]] = []
+    for i, count in enumerate(filters, start=1):
+        layers += [(f"conv{i}", conv_layer(count, 3, pad=1, **common)),
+                   (f"relu{i}", activation_layer("relu", grads=grads))]
+        if i % 2 == 0:
+            layers.append((f"pool{i // 2}", max_pool_layer(2, grads=grads)))
+    layers += [("flatten", flatten_layer()),
+               ("affine1", affine_layer(hidden, **common)),
+               (f"relu{len(filters) + 1}", activation_layer("relu", grads=grads)),
+               ("dropout1", dropout_layer(dropout, grads=grads)),
+               ("affine2", affine_layer(check_int("num_classes", num_classes, minimum=2),
+                                        **common))]
+    return classifier(serial(*layers), input_shape, grads=grads, weight_decay=weight_decay)
+
+
 def _two_layer(input_shape: Shape, num_classes: int, *, hidden: Sequence[int] = (50,),
                **options: Any) -> Model:
     if len(hidden) != 1:
@@ -328,7 +543,20 @@ def _features(input_shape: Shape) -> int:
     return input_shape[0]
 
 
-NETS: dict[str, Callable[..., Model]] = {"two-layer": _two_layer, "mlp": _mlp}
+def _conv_net(builder: Callable[..., Model]) -> Callable[..., Model]:
+    def build(input_shape: Shape, num_classes: int, **options: Any) -> Model:
+        if len(input_shape) != 3:
+            raise ValueError(f"a conv net takes images (C, H, W); got example shape "
+                             f"{input_shape} (Dataset.as_images() gives them)")
+        return builder(input_shape, num_classes, **options)
+
+    return build
+
+
+NETS: dict[str, Callable[..., Model]] = {
+    "two-layer": _two_layer, "mlp": _mlp,
+    "simple-conv": _conv_net(simple_conv_net), "deep-conv": _conv_net(deep_conv_net)}
+CONV_NETS = ("simple-conv", "deep-conv")
 """The nets by the names ``fnnet train --net`` and ``fnnet gradcheck --net`` take; each is
 ``build(input_shape, num_classes, **options) -> Model``."""
 

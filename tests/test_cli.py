@@ -75,6 +75,12 @@ def test_mlp_with_autodiff_and_optax_and_steps(capsys):
     (["--momentum", "0.5"], "--momentum does not apply to --optimizer sgd (it takes only --lr)"),
     (["--optimizer", "adam", "--beta2", "1"], "argument --beta2: must be a number in [0, 1)"),
     (["--weight-decay", "-1"], "argument --weight-decay: must be a number >= 0"),
+    (["--net", "simple-conv", "--hidden", "10"],
+     "--hidden does not apply to --net simple-conv"),
+    (["--net", "simple-conv", "--dropout", "0.5"],
+     "--dropout does not apply to --net simple-conv"),
+    (["--net", "deep-conv", "--batchnorm"], "--batchnorm does not apply to --net deep-conv"),
+    (["--dropout", "1"], "argument --dropout: must be a number in [0, 1)"),
 ])
 def test_bad_flags_exit_2_with_one_clear_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -384,3 +390,23 @@ def test_help_shows_defaults_and_bare_fnnet_lists_the_commands(capsys):
     err = capsys.readouterr().err
     assert "usage: fnnet" in err and "train" in err and "gradcheck" in err
     assert "the following arguments are required" not in err
+
+
+def test_conv_and_batchnorm_dropout_nets_train_from_the_command_line(tmp_path, capsys):
+    status = main(["train", "--net", "simple-conv", "--optimizer", "adam", "--steps", "30",
+                   "--batch-size", "50", *FAST])
+    assert status == 0
+    stdout = capsys.readouterr().out
+    assert "simple-conv 1x8x8 -> 10, grads=manual, optimizer=adam lr=0.001" in stdout
+    out = tmp_path / "run.json"
+    status = main(["train", "--net", "mlp", "--hidden", "20", "--batchnorm", "--dropout", "0.2",
+                   "--init", "he", "--epochs", "2", "--out", str(out), *FAST])
+    assert status == 0
+    assert "mlp 64-20-10 relu batchnorm dropout 0.2" in capsys.readouterr().out
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["batchnorm"] is True and settings["dropout"] == 0.2
+
+
+def test_gradcheck_of_the_simple_conv_net_passes(capsys):
+    assert main(["gradcheck", "--net", "simple-conv", "--max-entries", "4"]) == 0
+    assert "simple-conv (init normal) on 3 digits samples, float64" in capsys.readouterr().out

@@ -210,3 +210,19 @@ def test_bad_arguments_are_refused_with_their_name(digits, kwargs, message):
 def test_numpy_integer_arguments_are_accepted(digits):
     _, history = _fit(digits, epochs=np.int64(1))
     assert history.epoch == [1]
+
+
+def test_a_net_with_state_and_dropout_resumes_bit_for_bit(digits, tmp_path):
+    def run(**kwargs):
+        net = fnnet.multi_layer_net(64, [16], 10, weight_init="he", batchnorm=True,
+                                    dropout=0.2)
+        return fit(net, net.init(jax.random.key(0)), digits, optimizer=sgd(0.1),
+                   key=jax.random.key(1), batch_size=100, progress=False, **kwargs)
+
+    straight, straight_history = run(epochs=3)
+    run(epochs=2, checkpoint_dir=tmp_path)
+    resumed, history = run(epochs=3, checkpoint_dir=tmp_path, resume=True)
+    assert history.epoch == [3]
+    _assert_bit_identical(straight, resumed)
+    _assert_bit_identical(straight_history.state, history.state)  # the running statistics
+    assert straight_history.test_acc[-1] > 0.5

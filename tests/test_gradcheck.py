@@ -288,3 +288,27 @@ def test_a_wrong_rule_still_fails_beside_kinks(x64):
     report = compare_grads(wrong, wrong, params, 1.0)  # autodiff agrees: only numerical sees it
     assert report.failures == ("w",)
     assert report.leaf("w").numerical.skipped == 1
+
+
+def test_a_kink_exactly_at_the_point_is_not_comparable_rather_than_failed(x64):
+    # relu(b + x·w) with b = 0 and x = 0: the ReLU input is exactly 0, where the rules take the
+    # subgradient 0 but central differences average the two slopes (0.5).
+    def loss(ops):
+        return lambda p, x: ops.sum(ops.relu(ops.add(p["b"], ops.mul(x, p["w"]))))
+
+    params = {"b": jnp.zeros(3), "w": jnp.ones(3)}
+    report = compare_grads(loss(fnnet.manual), loss(fnnet.autodiff), params, jnp.zeros(3))
+    assert report.ok, report.format_table()
+    assert report.leaf("b").numerical.skipped == 3
+    assert any("not comparable" in note for note in report.notes)
+
+
+@pytest.mark.parametrize("options", [
+    dict(net="simple-conv"),
+    dict(net="mlp", hidden=(12, 8), weight_init="he", batchnorm=True, dropout=0.5),
+], ids=["simple-conv", "mlp-batchnorm-dropout"])
+def test_gradcheck_model_checks_the_chapter_6_to_8_nets(options):
+    report = gradcheck_model(max_entries=8, **options)
+    assert report.ok, report.format_table()
+    assert {leaf.path.split("/")[0] for leaf in report.leaves} >= (
+        {"conv1", "affine2"} if options["net"] == "simple-conv" else {"batchnorm1", "affine3"})

@@ -10,7 +10,16 @@ import pytest
 import fnnet
 from fnnet import layers
 from fnnet.init import fan_in, he, resolve, xavier
-from fnnet.layers import activation_layer, affine_layer, flatten_layer, serial
+from fnnet.layers import (
+    activation_layer,
+    affine_layer,
+    batch_norm_layer,
+    conv_layer,
+    dropout_layer,
+    flatten_layer,
+    max_pool_layer,
+    serial,
+)
 from tests.helpers import assert_tree_allclose
 
 
@@ -129,14 +138,19 @@ def test_wrong_input_width_is_reported_by_the_first_affine_layer():
 
 # --- layers over shapes: what init announces is what apply returns -------------------------
 
-LAYER_ROWS = {
-    "affine_layer": lambda: affine_layer(3),
-    "activation_layer": lambda: activation_layer("tanh"),
-    "flatten_layer": flatten_layer,
-    "serial": lambda: serial(("flat", flatten_layer()), ("affine", affine_layer(4)),
-                             ("relu", activation_layer("relu"))),
+FLAT_AND_IMAGES = [(5,), (2, 3), (1, 4, 4)]
+IMAGES = [(1, 6, 6), (3, 5, 7)]
+LAYER_ROWS = {  # constructor -> (a layer, the input shapes it is checked on)
+    "affine_layer": (lambda: affine_layer(3), FLAT_AND_IMAGES),
+    "activation_layer": (lambda: activation_layer("tanh"), FLAT_AND_IMAGES),
+    "flatten_layer": (flatten_layer, FLAT_AND_IMAGES),
+    "conv_layer": (lambda: conv_layer(4, (3, 2), stride=2, pad=1), IMAGES),
+    "max_pool_layer": (lambda: max_pool_layer(2), IMAGES),
+    "dropout_layer": (lambda: dropout_layer(0.5), FLAT_AND_IMAGES),
+    "batch_norm_layer": (batch_norm_layer, [(5,), *IMAGES]),
+    "serial": (lambda: serial(("flat", flatten_layer()), ("affine", affine_layer(4)),
+                              ("relu", activation_layer("relu"))), FLAT_AND_IMAGES),
 }
-INPUT_SHAPES = [(5,), (2, 3), (1, 4, 4)]
 
 
 def test_every_layer_constructor_has_a_shape_row():
@@ -145,11 +159,12 @@ def test_every_layer_constructor_has_a_shape_row():
     assert constructors == set(LAYER_ROWS)
 
 
-@pytest.mark.parametrize("name", sorted(LAYER_ROWS))
-@pytest.mark.parametrize("input_shape", INPUT_SHAPES, ids=str)
+@pytest.mark.parametrize(("name", "input_shape"), [
+    pytest.param(name, shape, id=f"{name}-{shape}") for name, (_, shapes) in LAYER_ROWS.items()
+    for shape in shapes])
 @pytest.mark.parametrize("train", [False, True])
 def test_init_announces_the_shape_apply_returns(name, input_shape, train):
-    layer = LAYER_ROWS[name]()
+    layer = LAYER_ROWS[name][0]()
     shape, params, state = layer.init(jax.random.key(0), input_shape)
     x = jax.ShapeDtypeStruct((7, *input_shape), jnp.float32)
     y, new_state = jax.eval_shape(
@@ -181,7 +196,7 @@ def test_a_stateless_net_keeps_the_one_line_gradient_and_has_empty_state():
 
 
 def test_build_net_uses_the_same_names_as_the_cli():
-    assert list(layers.NETS) == ["two-layer", "mlp"]
+    assert list(layers.NETS) == ["two-layer", "mlp", "simple-conv", "deep-conv"]
     net = layers.build_net("mlp", (64,), 10, hidden=[8, 8], weight_init="he")
     assert list(net.init(jax.random.key(0))) == ["affine1", "affine2", "affine3"]
     with pytest.raises(ValueError, match="exactly one hidden layer"):
@@ -211,3 +226,52 @@ def test_presets_equal_jax_variance_scaling_with_a_plain_normal(ours, scale, sha
 def test_a_jax_initializer_is_accepted_as_a_value():
     net = fnnet.two_layer_net(4, 3, 2, weight_init=jax.nn.initializers.zeros)
     assert not np.any(net.init(jax.random.key(0))["affine1"]["W"])
+
+
+# --- the chapter 6-8 nets --------------------------------------------------------------------
+
+
+def test_simple_conv_net_is_the_books_chapter_7_net():
+    net = layers.simple_conv_net((1, 28, 28), 10)
+    params = net.init(jax.random.key(0))
+    assert jax.tree.map(jnp.shape, params) == {
+        "conv1": {"W": (30, 1, 5, 5), "b": (30,)}, "affine1": {"W": (30 * 12 * 12, 100),
+                                                             "b": (100,)},
+        "affine2": {"W": (100, 10), "b": (10,)}}
+    assert float(jnp.std(params["conv1"]["W"])) == pytest.approx(0.01, rel=0.2)
+
+
+def test_deep_conv_net_is_the_books_chapter_8_net():
+    net = layers.deep_conv_net((1, 28, 28), 10)
+    shapes = jax.tree.map(jnp.shape, net.init(jax.random.key(0)))
+    assert [shapes[f"conv{i}"]["W"] for i in range(1, 7)] == [
+        (16, 1, 3, 3), (16, 16, 3, 3), (32, 16, 3, 3), (32, 32, 3, 3), (64, 32, 3, 3),
+        (64, 64, 3, 3)]
+    assert shapes["affine1"]["W"] == (64 * 3 * 3, 50) and shapes["affine2"]["W"] == (50, 10)
+    with pytest.raises(ValueError, match="training mode needs a key"):
+        net.loss(net.init(jax.random.key(0)), jnp.ones((2, 1, 28, 28)), jnp.array([0, 1]))
+
+
+def test_batch_norm_net_keeps_running_statistics_and_uses_them_in_eval_mode():
+    net = fnnet.multi_layer_net(4, [3], 2, batchnorm=True, dropout=0.0)
+    params, state = net.init(jax.random.key(0)), net.init_state()
+    assert jax.tree.map(jnp.shape, state) == {"batchnorm1": {"mean": (3,), "var": (3,)}}
+    x = jax.random.normal(jax.random.key(1), (8, 4)) * 3 + 1
+    (_, new_state) = net.loss_and_state(params, state, x, jnp.zeros(8, int))
+    h = x @ params["affine1"]["W"] + params["affine1"]["b"]
+    np.testing.assert_allclose(new_state["batchnorm1"]["mean"], 0.1 * h.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(new_state["batchnorm1"]["var"], 0.9 + 0.1 * h.var(0), rtol=1e-5)
+    train_logits = net.apply(params, x, state=new_state, train=True)
+    eval_logits = net.apply(params, x, state=new_state)
+    assert not np.allclose(train_logits, eval_logits)  # batch vs running statistics
+    with pytest.raises(ValueError, match="needs its running statistics"):
+        net.apply(params, x)
+
+
+def test_dropout_net_masks_in_training_and_is_deterministic_per_key():
+    net = fnnet.multi_layer_net(4, [50], 2, dropout=0.5)
+    params, x, t = net.init(jax.random.key(0)), jnp.ones((3, 4)), jnp.array([0, 1, 0])
+    a, b, c = (net.loss(params, x, t, key=jax.random.key(k)) for k in (1, 1, 2))
+    assert float(a) == float(b) and float(a) != float(c)
+    assert float(net.loss(params, x, t, train=False)) == float(
+        net.loss(params, x, t, train=False))
