@@ -267,10 +267,45 @@ def _metric_sums(model: Model, params, state, x: jax.Array, t: jax.Array,
     return loss_sum, hits
 
 
-def _make_programs(model: Model, optimizer: Callable[..., Any], *, num_examples: int,
-                   batch_size: int, steps: int, sampling: str, eval_batch_size: int,
-                   unroll: int = 4):
-    """The jitted, trial-vmapped ``init``, ``epoch`` and ``test`` programs of a chunk."""
+class _Placement:
+    """One device, or a 1-D mesh over ``"trials"``: per-trial arrays split, data replicated."""
+
+    def __init__(self, devices: int | str | Sequence[jax.Device] | None):
+        if devices is None:
+            self.mesh, self.count = None, 1
+            return
+        available = jax.devices()
+        if devices == "all":
+            chosen = available
+        elif isinstance(devices, int):
+            if not 1 <= devices <= len(available):
+                raise ValueError(f"devices must be in [1, {len(available)}] (JAX sees "
+                                 f"{len(available)}); got {devices}")
+            chosen = available[:devices]
+        else:
+            chosen = list(devices)
+        self.mesh, self.count = Mesh(np.array(chosen), (TRIALS_AXIS,)), len(chosen)
+
+    def shardings(self) -> tuple[NamedSharding, NamedSharding]:
+        """``(per-trial, replicated)`` shardings on the mesh."""
+        return (NamedSharding(self.mesh, P(TRIALS_AXIS)), NamedSharding(self.mesh, P()))
+
+    def shared(self, tree: Any) -> Any:
+        if self.mesh is None:
+            return jax.device_put(tree)
+        return jax.device_put(tree, NamedSharding(self.mesh, P()))
+
+    def per_trial(self, tree: Any) -> Any:
+        if self.mesh is None:
+            return jax.device_put(tree)
+        return jax.device_put(tree, NamedSharding(self.mesh, P(TRIALS_AXIS)))
+
+
+def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placement, *,
+                   num_examples: int, batch_size: int, steps: int, sampling: str,
+                   eval_batch_size: int, unroll: int = 4):
+    """The jitted, trial-vmapped ``init``, ``epoch`` and ``test`` programs of a chunk (on a
+    mesh: per-trial arguments and results split over ``"trials"``, the data replicated)."""
     update_only = optimizer(learning_rate=1.0)  # update reads η from the state
 
     def init_one(seed_key, lr):
@@ -301,41 +336,19 @@ def _make_programs(model: Model, optimizer: Callable[..., Any], *, num_examples:
         return jnp.stack(_metric_sums(model, train_state.params, train_state.model_state, x, t,
                                       eval_batch_size))
 
-    init = jax.jit(jax.vmap(init_one))
+    def place_on_mesh(*arguments: str) -> dict[str, Any]:
+        """jit's shardings: ``t`` a per-trial argument, ``s`` a shared one; results per trial."""
+        if place.mesh is None:
+            return {}
+        trial, shared = place.shardings()
+        return {"in_shardings": tuple(trial if a == "t" else shared for a in arguments),
+                "out_shardings": trial}
+
+    init = jax.jit(jax.vmap(init_one), **place_on_mesh("t", "t"))
     epoch = jax.jit(jax.vmap(epoch_one, in_axes=(0, 0, 0, None, None, None, None, None)),
-                    donate_argnums=(0,))
-    test = jax.jit(jax.vmap(test_one, in_axes=(0, None, None)))
+                    donate_argnums=(0,), **place_on_mesh(*"tttsssss"))
+    test = jax.jit(jax.vmap(test_one, in_axes=(0, None, None)), **place_on_mesh(*"tss"))
     return init, epoch, test
-
-
-class _Placement:
-    """One device, or a 1-D mesh over ``"trials"``: per-trial arrays split, data replicated."""
-
-    def __init__(self, devices: int | str | Sequence[jax.Device] | None):
-        if devices is None:
-            self.mesh, self.count = None, 1
-            return
-        available = jax.devices()
-        if devices == "all":
-            chosen = available
-        elif isinstance(devices, int):
-            if not 1 <= devices <= len(available):
-                raise ValueError(f"devices must be in [1, {len(available)}] (JAX sees "
-                                 f"{len(available)}); got {devices}")
-            chosen = available[:devices]
-        else:
-            chosen = list(devices)
-        self.mesh, self.count = Mesh(np.array(chosen), (TRIALS_AXIS,)), len(chosen)
-
-    def shared(self, tree: Any) -> Any:
-        if self.mesh is None:
-            return jax.device_put(tree)
-        return jax.device_put(tree, NamedSharding(self.mesh, P()))
-
-    def per_trial(self, tree: Any) -> Any:
-        if self.mesh is None:
-            return jax.device_put(tree)
-        return jax.device_put(tree, NamedSharding(self.mesh, P(TRIALS_AXIS)))
 
 
 def chunk_plan(num_trials: int, max_parallel: int | None, devices: int = 1) -> tuple[int, int]:
@@ -417,7 +430,7 @@ def sweep(
     chunks, size = chunk_plan(len(trials), max_parallel, place.count)
     steps = len(x_train) // batch_size
     init, run_epoch, run_test = _make_programs(
-        model, injected_optimizer(optimizer, **dict(hyperparams or {})),
+        model, injected_optimizer(optimizer, **dict(hyperparams or {})), place,
         num_examples=len(x_train), batch_size=batch_size, steps=steps, sampling=sampling,
         eval_batch_size=eval_batch_size)
     data = place.shared((x_train, t_train, *(np.asarray(a) for a in validation)))
