@@ -262,7 +262,7 @@ def plot_sweep(result: Any, path: Path, *, count: int = 20, title: str = "") -> 
     rows = best_trials(result, count)
     cols = 5
     grid_rows = math.ceil(len(rows) / cols)
-    fig = plt.figure(figsize=(16, max(4.0, 2.0 * grid_rows + 1)))
+    fig = plt.figure(figsize=(16, max(4.0, 2.6 * grid_rows + 1.5)))
     left, right = fig.subfigures(1, 2, width_ratios=[2.2, 1])
     axes = left.subplots(grid_rows, cols, sharex=True, sharey=True, squeeze=False)
     epochs = np.arange(1, result.epochs + 1)
