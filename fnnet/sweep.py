@@ -100,7 +100,7 @@ def sample_trials(num_trials: int, *, lr: float | tuple[float, float],
     A fixed value (``low == high``) is used as is.
 
     >>> [round(t.lr, 6) for t in sample_trials(2, lr=(1e-4, 1e-2), seed=0)]
-    [0.001893, 0.000264]
+    [0.001879, 0.006018]
     """
     num_trials = check_int("num_trials", num_trials)
     lr_range, wd_range = log_range("lr", lr), log_range("weight_decay", weight_decay)
