@@ -113,6 +113,23 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _open_fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text}")
+    return value
+
+
+def add_split_flags(parser: argparse.ArgumentParser) -> None:
+    """``--train-size`` and ``--validation`` (the book's §6.5 split; train and sweep)."""
+    split = parser.add_argument_group("held-out validation (the book's §6.5 split)")
+    split.add_argument("--train-size", type=_positive_int, default=None, metavar="N",
+                       help="use only the first N training examples (the book's §6.5: 500)")
+    split.add_argument("--validation", type=_open_fraction, default=None, metavar="FRACTION",
+                       help="hold out int(N·FRACTION) of the training examples, shuffled with "
+                            "the split seed, as a validation set (the book's §6.5: 0.2)")
+
+
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
     """``--dataset``, ``--data-dir``, ``--no-download`` (shared by train and sweep)."""
     from fnnet.data import DATASETS
@@ -218,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--steps", type=_positive_int, default=None,
                         help="number of steps instead (the last epoch may be partial)")
     opt.add_argument("--seed", type=_seed, default=0, help="seeds the init and the batch order")
+    add_split_flags(train)
+    train.add_argument("--split-seed", type=_seed, default=None,
+                       help="seeds the --validation split (default: --seed); validation "
+                            "accuracy is reported each epoch in place of the test accuracy, "
+                            "and the test set is evaluated once at the end")
     run = train.add_argument_group("run")
     run.add_argument("--device", choices=("cpu", "gpu"), default=None,
                      help="restrict to this kind of device (default: JAX's default device)")
@@ -279,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", type=Path, default=None, metavar="PATH",
                        help="also write the report as JSON")
     check.set_defaults(handler=_gradcheck)
+    from fnnet.sweep_cli import add_sweep_parser
+
+    add_sweep_parser(commands)
     return parser
 
 
@@ -365,17 +390,17 @@ def _net_line(args: argparse.Namespace, data: Any) -> str:
             f"{data.num_classes} {args.activation}{extras}")
 
 
-def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+def _epoch_line(record: dict[str, Any], epochs: int, held_out: str = "test") -> str:
     return (f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}  step {record['step']:>6}  "
             f"loss {record['loss']:.4f}  train acc {record['train_acc']:.4f}  "
-            f"test acc {record['test_acc']:.4f}  {record['steps_per_s']:,.0f} steps/s")
+            f"{held_out} acc {record['test_acc']:.4f}  {record['steps_per_s']:,.0f} steps/s")
 
 
 # Settings that fix the trajectory: a resumed run must agree on them.
 RESUME_KEYS = ("dataset", "net", "hidden", "activation", "init", "batchnorm", "dropout",
                "weight_decay", "optimizer",
                "lr", "momentum", "beta1", "beta2", "decay_rate", "batch_size", "sampling",
-               "seed", "precision")
+               "seed", "precision", "train_size", "validation", "split_seed")
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -451,10 +476,18 @@ def _start_distributed(args: argparse.Namespace) -> None:
 def optimizer_from_args(args: argparse.Namespace):
     """The ``--optimizer`` with ``--lr`` (resolved to its default when not given, and stored
     back in ``args``) and the hyperparameter flags that were given."""
-    from fnnet.optim import HYPERPARAMETERS, OPTIMIZERS, default_learning_rate, get_optimizer
+    from fnnet.optim import default_learning_rate, get_optimizer
 
     if args.lr is None:
         args.lr = default_learning_rate(args.optimizer)
+    return get_optimizer(args.optimizer, args.lr, **hyperparams_from_args(args))
+
+
+def hyperparams_from_args(args: argparse.Namespace) -> dict[str, float]:
+    """The optimiser hyperparameter flags that were given, each checked to apply to
+    ``--optimizer``."""
+    from fnnet.optim import HYPERPARAMETERS, OPTIMIZERS
+
     given = {name: getattr(args, name) for name in HYPERPARAMETERS
              if getattr(args, name) is not None}
     takes = OPTIMIZERS[args.optimizer].hyperparams
@@ -463,7 +496,7 @@ def optimizer_from_args(args: argparse.Namespace):
             flags = ", ".join(f"--{h.replace('_', '-')}" for h in takes) or "only --lr"
             raise UsageError(f"--{name.replace('_', '-')} does not apply to --optimizer "
                              f"{args.optimizer} (it takes {flags})")
-    return get_optimizer(args.optimizer, args.lr, **given)
+    return given
 
 
 def model_from_args(args: argparse.Namespace, data: Any, options: dict[str, Any]):
@@ -562,6 +595,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     data = data_for_net(args.net, load_dataset(args.dataset, data_dir=args.data_dir,
                                                download=not args.no_download,
                                                progress=not args.no_progress))
+    data, test_set = held_out_split(args, data)
     if args.batch_size > len(data.x_train):
         raise UsageError(f"--batch-size {args.batch_size} is larger than the {args.dataset} "
                          f"training set ({len(data.x_train)} examples)")
@@ -578,8 +612,9 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     init_key, data_key = jax.random.split(jax.random.key(args.seed))
     where = (f"{len(jax.devices()) if args.devices == 'all' else args.devices} devices"
              if args.devices is not None else (device or jax.devices()[0]).platform)
-    print(f"fnnet train: {args.dataset} ({len(data.x_train)} train / {len(data.x_test)} test), "
-          f"{_net_line(args, data)}, grads={args.grads}, "
+    sizes = (f"{len(data.x_train)} train / {len(data.x_test)} test" if test_set is None else
+             f"{len(data.x_train)} train / {len(data.x_test)} validation / {len(test_set[0])} test")
+    print(f"fnnet train: {args.dataset} ({sizes}), {_net_line(args, data)}, grads={args.grads}, "
           f"optimizer={args.optimizer} lr={args.lr}, batch {args.batch_size}, "
           f"{sum(plan)} steps on {where} ({args.precision})", flush=True)
     print(_data_line(data.files), flush=True)
@@ -588,10 +623,12 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     def report(record: dict[str, Any]) -> None:
         records.append(record)
         if record["epoch"] % args.log_every == 0 or record["epoch"] == len(plan):
-            tqdm.write(_epoch_line(record, len(plan)))
+            tqdm.write(_epoch_line(record, len(plan), "test" if test_set is None else "val"))
 
     def write_outputs(status: str, summary: dict[str, Any] | None, history: dict[str, Any],
                       error: str | None = None) -> None:
+        if test_set is not None:  # fit's "test" set was the validation set
+            history = {k.replace("test_", "val_"): v for k, v in history.items()}
         if args.out is not None and jax.process_index() == 0:
             _write_json(args.out, {"status": status, "error": error, "settings": settings,
                                    "data": {"files": list(data.files)}, "summary": summary,
@@ -601,7 +638,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         return {name: [r[name] for r in records] for name in records[0]} if records else {}
 
     try:
-        _params, history = fit(
+        params, history = fit(
             net, net.init(init_key), data, optimizer=optimizer,
             key=data_key, batch_size=args.batch_size, epochs=args.epochs if args.steps is None
             else None, steps=args.steps, sampling=args.sampling, device=device,
@@ -629,6 +666,13 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         "train_s": last["wall_s"], "compile_s": history.compile_s,
         "steps_per_s": (last["step"] - history.start_step) / last["wall_s"],
     }
+    if test_set is not None:
+        from fnnet.train import evaluate
+
+        summary["val_acc"], summary["val_loss"] = summary["test_acc"], summary["test_loss"]
+        summary["test_loss"], summary["test_acc"] = evaluate(net, params, *test_set,
+                                                             state=history.state)
+        print(f"validation accuracy {summary['val_acc']:.4f}")
     print(f"done: {summary['steps']} steps, {summary['train_s']:.2f} s training "
           f"({summary['steps_per_s']:,.0f} steps/s; compile {summary['compile_s']:.2f} s); "
           f"test accuracy {summary['test_acc']:.4f}, train accuracy {summary['train_acc']:.4f}")
@@ -638,6 +682,31 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.plot is not None:
         plot_history(history, args.plot, title=f"{args.dataset}, {args.net}, {args.grads}")
     return 0
+
+
+def held_out_split(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
+    """``--train-size`` and ``--validation`` applied to ``data``: ``(data for fit, test set)``.
+
+    With ``--validation`` the validation set takes the test slot of the data ``fit`` sees (it
+    is what each epoch reports) and the real ``(x_test, t_test)`` is returned apart, to be
+    evaluated once; without it the test set is None. The split is
+    :func:`fnnet.sweep.validation_split` seeded by ``--split-seed`` (default ``--seed``), as
+    ``fnnet sweep`` makes it.
+    """
+    from fnnet.sweep import validation_split
+
+    if args.train_size is not None and args.train_size > len(data.x_train):
+        raise UsageError(f"--train-size {args.train_size} is larger than the {args.dataset} "
+                         f"training set ({len(data.x_train)} examples)")
+    if args.validation is None:
+        n = args.train_size or len(data.x_train)
+        return data._replace(x_train=data.x_train[:n], t_train=data.t_train[:n]), None
+    seed = getattr(args, "split_seed", None)
+    (x, t), (x_val, t_val) = validation_split(
+        data.x_train, data.t_train, fraction=args.validation, train_size=args.train_size,
+        seed=args.seed if seed is None else seed)
+    return (data._replace(x_train=x, t_train=t, x_test=x_val, t_test=t_val),
+            (data.x_test, data.t_test))
 
 
 def _gradcheck(args: argparse.Namespace) -> int:

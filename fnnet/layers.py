@@ -529,7 +529,7 @@ def _two_layer(input_shape: Shape, num_classes: int, *, hidden: Sequence[int] = 
     if len(hidden) != 1:
         raise ValueError(f"the two-layer net has exactly one hidden layer; got {len(hidden)} "
                          f"hidden sizes {list(hidden)} (use the mlp for more)")
-    return two_layer_net(_features(input_shape), hidden[0], num_classes, **options)
+    return multi_layer_net(_features(input_shape), hidden, num_classes, **options)
 
 
 def _mlp(input_shape: Shape, num_classes: int, *, hidden: Sequence[int] = (50,),

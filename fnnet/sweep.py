@@ -1,0 +1,526 @@
+"""Many models trained at once: the book's hyperparameter search (§6.5) as one vmapped program.
+
+A sweep trains K *trials* of one model, each with its own learning rate η, weight decay λ and
+seed, in one compiled program: :func:`jax.vmap` over the parameters, the optimiser state, the
+model state, η and λ (traced per-trial values, not constants), the init key and the batch order.
+Every matmul is batched across the trials, and Python dispatches once per epoch for all of them.
+
+Trial k with seed ``s`` trains exactly as ``fnnet train --seed s`` (and as :func:`fnnet.train.fit`)
+would, to float32 rounding:
+
+* keys: ``init_key, data_key = split(key(s))``; the init is ``model.init(init_key)``;
+* epoch ``e`` (1-based) draws its batches from ``fold_in(data_key, e)`` and its dropout keys
+  from ``fold_in(fold_in(fold_in(data_key, NOISE_STREAM), e), step)``, as ``fit``;
+* the loss is ``L + ½·λ·ΣW²`` (:func:`fnnet.optim.weight_decay_penalty` with λ a traced array;
+  the model itself is built once, without weight decay);
+* the optimiser is the named one wrapped in ``optax.inject_hyperparams``, so η lives in the
+  optimiser state as data (the other hyperparameters stay Python constants, as in ``fit``).
+
+Trials are independent, so ``max_parallel`` cuts K into chunks of at most that many (memory),
+and ``devices`` shards each chunk's trials over a 1-D mesh on a ``"trials"`` axis (no
+collective: each device trains its own trials). ``max_parallel=1`` is the sequential
+baseline, through the same code.
+
+The data split follows the book: the first ``train_size`` training examples, shuffled with a
+seed, of which the first ``int(n·fraction)`` are held out for validation
+(:func:`validation_split`). Trials are chosen by validation accuracy; the test set is only
+reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
+
+from fnnet._checks import check_int
+from fnnet.layers import Model
+from fnnet.optim import OPTIMIZERS, get_optimizer, weight_decay_penalty
+from fnnet.train import NOISE_STREAM, SAMPLINGS, TrainState, batch_indices
+
+TRIALS_AXIS = "trials"
+SEED_MAX = 2**32 - 1
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+# --- what to try ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One point of the search: learning rate η, weight decay λ, and the seed of its init
+    and batch order (``fnnet train --seed``)."""
+
+    lr: float
+    weight_decay: float
+    seed: int
+
+
+def log_range(name: str, value: float | tuple[float, float]) -> tuple[float, float]:
+    """``(low, high)`` of a log-uniform range; a single number is the fixed range ``(v, v)``.
+
+    A range needs ``0 < low < high`` (both finite); a fixed value needs only ``v >= 0``
+    (0 switches weight decay off). Raises ``ValueError`` naming ``name`` otherwise.
+
+    >>> log_range("lr", (1e-6, 1e-2)), log_range("weight_decay", 0.0)
+    ((1e-06, 0.01), (0.0, 0.0))
+    """
+    low, high = (value, value) if np.ndim(value) == 0 else tuple(value)
+    low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"{name}: bounds must be finite; got {low:g}:{high:g}")
+    if low == high:
+        if low < 0:
+            raise ValueError(f"{name}: must be >= 0; got {low:g}")
+        return low, high
+    if low > high:
+        raise ValueError(f"{name}: the range {low:g}:{high:g} is inverted (low > high)")
+    if low <= 0:
+        raise ValueError(f"{name}: a log-uniform range needs bounds > 0; got {low:g}:{high:g}")
+    return low, high
+
+
+def sample_trials(num_trials: int, *, lr: float | tuple[float, float],
+                  weight_decay: float | tuple[float, float] = 0.0, seed: int = 0) -> list[Trial]:
+    """``num_trials`` trials with η and λ log-uniform in their ranges (the book's
+    ``10 ** uniform(log10 low, log10 high)``) and a seed each in ``[0, 2³²)``.
+
+    Trial ``k`` draws from ``numpy.random.default_rng([seed, k])`` (η, then λ, then its seed),
+    so it does not depend on ``num_trials``: a sweep of 10 is the first 10 of a sweep of 100.
+    A fixed value (``low == high``) is used as is.
+
+    >>> [round(t.lr, 6) for t in sample_trials(2, lr=(1e-4, 1e-2), seed=0)]
+    [0.001879, 0.006018]
+    """
+    num_trials = check_int("num_trials", num_trials)
+    lr_range, wd_range = log_range("lr", lr), log_range("weight_decay", weight_decay)
+    trials = []
+    for k in range(num_trials):
+        rng = np.random.default_rng([seed, k])
+        u_lr, u_wd = rng.uniform(size=2)
+        trials.append(Trial(_log_uniform(u_lr, lr_range), _log_uniform(u_wd, wd_range),
+                            int(rng.integers(0, SEED_MAX, endpoint=True))))
+    return trials
+
+
+def _log_uniform(u: float, bounds: tuple[float, float]) -> float:
+    low, high = bounds
+    if low == high:
+        return low
+    return float(10 ** (math.log10(low) + u * (math.log10(high) - math.log10(low))))
+
+
+def validation_split(x: np.ndarray, t: np.ndarray, *, fraction: float,
+                     train_size: int | None = None, seed: int = 0) -> tuple[Arrays, Arrays]:
+    """``((x_train, t_train), (x_val, t_val))``, the book's §6.5 split.
+
+    Keeps the first ``train_size`` examples (all when None), shuffles them with
+    ``numpy.random.default_rng(seed).permutation`` and holds out the first
+    ``int(n · fraction)`` of the shuffled ones for validation; the rest train.
+
+    >>> (xt, tt), (xv, tv) = validation_split(np.arange(10.0)[:, None], np.arange(10),
+    ...                                       fraction=0.2, train_size=5)
+    >>> len(xt), sorted(tv.tolist() + tt.tolist())
+    (4, [0, 1, 2, 3, 4])
+    """
+    n = len(x) if train_size is None else check_int("train_size", train_size)
+    if n > len(x):
+        raise ValueError(f"train_size must be in [1, {len(x)}] (the training set size); got {n}")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation fraction must be in (0, 1); got {fraction}")
+    held = int(n * fraction)
+    if not 1 <= held < n:
+        raise ValueError(f"validation fraction {fraction} of {n} examples holds out {held}; "
+                         f"need at least one validation and one training example")
+    order = np.random.default_rng(seed).permutation(n)
+    val, train = order[:held], order[held:]
+    return (x[train], t[train]), (x[val], t[val])
+
+
+def trial_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """``(init_key, data_key)`` of a trial, as ``fnnet train --seed seed`` derives them."""
+    init_key, data_key = jax.random.split(jax.random.key(seed))
+    return init_key, data_key
+
+
+# --- the optimiser with η as data -------------------------------------------------------------
+
+
+def injected_optimizer(optimizer: str, **hyperparams: float) -> Callable[..., Any]:
+    """``optax.inject_hyperparams`` of the named optimiser with only the learning rate
+    injected: ``injected_optimizer(name, **h)(learning_rate=η)`` keeps η in its state (a traced
+    value is fine), and its ``update`` reads η from there. The other hyperparameters stay
+    Python constants, as :func:`fnnet.optim.get_optimizer` uses them, so the updates equal
+    ``get_optimizer(name, η, **h)``'s to float32 rounding.
+    """
+    get_optimizer(optimizer, 1.0, **hyperparams)  # checks the name and the hyperparameters
+    build = OPTIMIZERS[optimizer].build
+
+    def with_lr(learning_rate):
+        return build(learning_rate, **hyperparams)
+
+    return optax.inject_hyperparams(with_lr)
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+CURVES = ("loss", "train_loss", "train_acc", "val_loss", "val_acc")
+
+
+@dataclass
+class SweepResult:
+    """Every trial of a sweep, in the order given.
+
+    ``curves[name]`` is ``(K, epochs)`` for ``loss`` (mean training loss of the epoch's steps,
+    before each update, penalty included), ``train_loss``/``train_acc`` and
+    ``val_loss``/``val_acc`` (after each epoch, eval mode, data loss only).
+    ``test_loss``/``test_acc`` (K,) after the last epoch (NaN without a test set).
+    ``diverged`` (K,): a non-finite loss occurred (the trial's later numbers are meaningless).
+    ``params``: the final parameters stacked over trials (leading axis K), when kept.
+    ``train_s``: seconds in the training epochs (evaluation and compilation excluded);
+    ``wall_s``: the whole sweep; ``compile_s``: compilation.
+    """
+
+    trials: list[Trial]
+    epochs: int
+    steps_per_epoch: int
+    curves: dict[str, np.ndarray]
+    test_loss: np.ndarray
+    test_acc: np.ndarray
+    diverged: np.ndarray
+    train_s: float = 0.0
+    wall_s: float = 0.0
+    compile_s: float = 0.0
+    chunks: int = 0
+    chunk_size: int = 0
+    params: Any = field(default=None, repr=False)
+
+    @property
+    def model_steps(self) -> int:
+        """Train steps summed over trials: K · epochs · steps per epoch."""
+        return len(self.trials) * self.epochs * self.steps_per_epoch
+
+    @property
+    def model_steps_per_s(self) -> float:
+        """Model steps per second of training time (``train_s``)."""
+        return self.model_steps / self.train_s if self.train_s > 0 else math.inf
+
+    def val_acc(self) -> np.ndarray:
+        """(K,) validation accuracy after the last epoch."""
+        return self.curves["val_acc"][:, -1]
+
+    def ranking(self) -> np.ndarray:
+        """Trial indices, best final validation accuracy first (diverged trials last;
+        ties by lower validation loss, then index)."""
+        val_loss = np.nan_to_num(self.curves["val_loss"][:, -1], nan=np.inf)
+        keys = (np.arange(len(self.trials)), val_loss, -self.val_acc(), self.diverged)
+        return np.lexsort(keys)
+
+
+# --- the compiled pieces ----------------------------------------------------------------------
+
+
+def _train_step(model: Model, optimizer: optax.GradientTransformation, train_state: TrainState,
+                x: jax.Array, t: jax.Array, key: jax.Array, lam: jax.Array):
+    """One trial's step: ``fit``'s step with the penalty ``½·λ·ΣW²`` added to the loss."""
+    params, opt_state, model_state = train_state
+
+    def loss_fn(params, model_state):
+        loss, model_state = model.loss_and_state(params, model_state, x, t, key=key)
+        return loss + weight_decay_penalty(params, lam), model_state
+
+    (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, model_state)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return TrainState(optax.apply_updates(params, updates), opt_state, model_state), loss
+
+
+def _metric_sums(model: Model, params, state, x: jax.Array, t: jax.Array,
+                 batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """Summed eval-mode loss and hits over all of ``(x, t)`` in batches (as ``evaluate``)."""
+    n = x.shape[0]
+    size = min(batch_size, n)
+    full = n - n % size
+
+    def one(batch):
+        xb, tb = batch
+        loss = model.loss(params, xb, tb, state=state, train=False)
+        return loss * xb.shape[0], model.accuracy(params, xb, tb, state=state) * xb.shape[0]
+
+    loss_sum, hits = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
+    for start, stop, b in ((0, full, size), (full, n, n - full)):
+        if stop > start:
+            xs = x[start:stop].reshape(-1, b, *x.shape[1:])
+            ts = t[start:stop].reshape(-1, b, *t.shape[1:])
+            losses, hit = jax.lax.map(one, (xs, ts))
+            loss_sum, hits = loss_sum + jnp.sum(losses), hits + jnp.sum(hit)
+    return loss_sum, hits
+
+
+class _Placement:
+    """One device, or a 1-D mesh over ``"trials"``: per-trial arrays split, data replicated."""
+
+    def __init__(self, devices: int | str | Sequence[jax.Device] | None):
+        if devices is None:
+            self.mesh, self.count = None, 1
+            return
+        available = jax.devices()
+        if devices == "all":
+            chosen = available
+        elif isinstance(devices, int):
+            if not 1 <= devices <= len(available):
+                raise ValueError(f"devices must be in [1, {len(available)}] (JAX sees "
+                                 f"{len(available)}); got {devices}")
+            chosen = available[:devices]
+        else:
+            chosen = list(devices)
+        self.mesh, self.count = Mesh(np.array(chosen), (TRIALS_AXIS,)), len(chosen)
+
+    def shardings(self) -> tuple[NamedSharding, NamedSharding]:
+        """``(per-trial, replicated)`` shardings on the mesh."""
+        return (NamedSharding(self.mesh, P(TRIALS_AXIS)), NamedSharding(self.mesh, P()))
+
+    def shared(self, tree: Any) -> Any:
+        if self.mesh is None:
+            return jax.device_put(tree)
+        return jax.device_put(tree, NamedSharding(self.mesh, P()))
+
+    def per_trial(self, tree: Any) -> Any:
+        if self.mesh is None:
+            return jax.device_put(tree)
+        return jax.device_put(tree, NamedSharding(self.mesh, P(TRIALS_AXIS)))
+
+
+def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placement, *,
+                   num_examples: int, batch_size: int, steps: int, sampling: str,
+                   eval_batch_size: int, unroll: int = 4):
+    """The jitted, trial-vmapped ``init``, ``epoch`` and ``test`` programs of a chunk (on a
+    mesh: per-trial arguments and results split over ``"trials"``, the data replicated)."""
+    update_only = optimizer(learning_rate=1.0)  # update reads η from the state
+
+    def init_one(seed_key, lr):
+        init_key, data_key = jax.random.split(seed_key)
+        params = model.init(init_key)
+        state = TrainState(params, optimizer(learning_rate=lr).init(params), model.init_state())
+        return state, data_key
+
+    def epoch_one(train_state, data_key, lam, epoch, x, t, x_val, t_val):
+        indices = batch_indices(jax.random.fold_in(data_key, epoch), num_examples=num_examples,
+                                batch_size=batch_size, num_steps=steps, sampling=sampling)
+        noise_key = jax.random.fold_in(jax.random.fold_in(data_key, NOISE_STREAM), epoch)
+
+        def body(state, indices_and_step):
+            idx, i = indices_and_step
+            return _train_step(model, update_only, state, x[idx], t[idx],
+                               jax.random.fold_in(noise_key, i), lam)
+
+        train_state, losses = jax.lax.scan(
+            body, train_state, (indices, jnp.arange(steps, dtype=jnp.uint32)), unroll=unroll)
+        params, model_state = train_state.params, train_state.model_state
+        metrics = jnp.stack([
+            *_metric_sums(model, params, model_state, x, t, eval_batch_size),
+            *_metric_sums(model, params, model_state, x_val, t_val, eval_batch_size)])
+        return train_state, losses, metrics
+
+    def test_one(train_state, x, t):
+        return jnp.stack(_metric_sums(model, train_state.params, train_state.model_state, x, t,
+                                      eval_batch_size))
+
+    def place_on_mesh(*arguments: str) -> dict[str, Any]:
+        """jit's shardings: ``t`` a per-trial argument, ``s`` a shared one; results per trial."""
+        if place.mesh is None:
+            return {}
+        trial, shared = place.shardings()
+        return {"in_shardings": tuple(trial if a == "t" else shared for a in arguments),
+                "out_shardings": trial}
+
+    init = jax.jit(jax.vmap(init_one), **place_on_mesh("t", "t"))
+    epoch = jax.jit(jax.vmap(epoch_one, in_axes=(0, 0, 0, None, None, None, None, None)),
+                    donate_argnums=(0,), **place_on_mesh(*"tttsssss"))
+    test = jax.jit(jax.vmap(test_one, in_axes=(0, None, None)), **place_on_mesh(*"tss"))
+    return init, epoch, test
+
+
+def chunk_plan(num_trials: int, max_parallel: int | None, devices: int = 1) -> tuple[int, int]:
+    """``(chunks, chunk_size)``: the fewest chunks of at most ``max_parallel`` trials, evenly
+    sized, each a multiple of ``devices`` (the last chunk is padded with repeats of its last
+    trial, whose results are dropped)."""
+    if max_parallel is None:
+        return 1, math.ceil(num_trials / devices) * devices
+    limit = check_int("max_parallel", max_parallel)
+    if limit < devices:
+        raise ValueError(f"max_parallel ({limit}) must be at least the number of devices "
+                         f"({devices}): each device trains whole trials")
+    chunks = math.ceil(num_trials / limit)
+    size = math.ceil(num_trials / chunks)
+    size = math.ceil(size / devices) * devices
+    if size > limit:  # rounding up to the devices overshot: more, smaller chunks
+        size = limit - limit % devices
+        chunks = math.ceil(num_trials / size)
+    return chunks, size
+
+
+def sweep(
+    model: Model,
+    trials: Sequence[Trial],
+    train: Arrays,
+    validation: Arrays,
+    *,
+    epochs: int,
+    optimizer: str = "sgd",
+    hyperparams: Mapping[str, float] | None = None,
+    test: Arrays | None = None,
+    batch_size: int = 100,
+    sampling: str = "shuffle",
+    max_parallel: int | None = None,
+    devices: int | str | Sequence[jax.Device] | None = None,
+    eval_batch_size: int = 1000,
+    keep_params: bool = False,
+    progress: bool = True,
+) -> SweepResult:
+    """Train every trial of ``trials`` for ``epochs`` epochs, ``max_parallel`` at a time.
+
+    Args:
+      model: built once, without weight decay (each trial's λ is added to its loss).
+      trials: η, λ and seed of each trial (:func:`sample_trials`).
+      train, validation: ``(x, t)`` host arrays; trials are judged on ``validation``.
+      epochs: full epochs of ``len(train) // batch_size`` steps (last partial batch dropped).
+      optimizer, hyperparams: a name of :data:`fnnet.optim.OPTIMIZERS` and its hyperparameters
+        other than the learning rate.
+      test: ``(x, t)`` evaluated once after training, only reported.
+      sampling: ``"shuffle"`` or ``"replacement"``, as :func:`fnnet.train.fit`.
+      max_parallel: at most this many trials in one program (default: all).
+      devices: shard each chunk's trials over ``"all"``, a count, or a list of devices.
+      eval_batch_size: examples per evaluation batch.
+      keep_params: return the final parameters (stacked over trials) in ``params``.
+      progress: a tqdm bar over chunks × epochs.
+
+    Returns:
+      a :class:`SweepResult`; trial k equals ``fit`` of that trial alone (see the module
+      docstring) to float32 rounding.
+    """
+    trials = list(trials)
+    if not trials:
+        raise ValueError("trials must not be empty")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}; got {sampling!r}")
+    epochs = check_int("epochs", epochs)
+    batch_size = check_int("batch_size", batch_size)
+    eval_batch_size = check_int("eval_batch_size", eval_batch_size)
+    x_train, t_train = (np.asarray(a) for a in train)
+    if batch_size > len(x_train):
+        raise ValueError(f"batch_size must be in [1, {len(x_train)}] (the training set size); "
+                         f"got {batch_size}")
+    for trial in trials:
+        if not trial.lr > 0 or not trial.weight_decay >= 0 or not 0 <= trial.seed <= SEED_MAX:
+            raise ValueError(f"trial {trial}: needs lr > 0, weight_decay >= 0 and a seed in "
+                             f"[0, {SEED_MAX}]")
+    start_wall = time.perf_counter()
+    place = _Placement(devices)
+    chunks, size = chunk_plan(len(trials), max_parallel, place.count)
+    steps = len(x_train) // batch_size
+    init, run_epoch, run_test = _make_programs(
+        model, injected_optimizer(optimizer, **dict(hyperparams or {})), place,
+        num_examples=len(x_train), batch_size=batch_size, steps=steps, sampling=sampling,
+        eval_batch_size=eval_batch_size)
+    data = place.shared((x_train, t_train, *(np.asarray(a) for a in validation)))
+    test_data = None if test is None else place.shared(tuple(np.asarray(a) for a in test))
+    n_train, n_val = len(x_train), len(validation[0])
+
+    num = len(trials)
+    curves = {name: np.full((num, epochs), np.nan) for name in CURVES}
+    test_metrics = np.full((num, 2), np.nan)
+    diverged = np.zeros(num, bool)
+    kept: list[Any] = []
+    compiled: dict[str, Any] = {}
+    timing = {"train": 0.0, "compile": 0.0}
+
+    def program(name: str, fn, *args):
+        """``fn`` compiled for ``args`` (once; the time goes to ``compile_s``)."""
+        if name not in compiled:
+            begin = time.perf_counter()
+            compiled[name] = fn.lower(*args).compile()
+            timing["compile"] += time.perf_counter() - begin
+        return compiled[name]
+
+    bar = tqdm(total=chunks * epochs, unit="epoch", disable=not progress, leave=False,
+               desc=f"{num} trials, {chunks} chunk{'s' * (chunks > 1)} of {size}")
+    try:
+        for c in range(chunks):
+            ids = list(range(c * size, min((c + 1) * size, num)))
+            padded = ids + [ids[-1]] * (size - len(ids))
+            seed_keys = jax.vmap(jax.random.key)(
+                jnp.asarray(np.array([trials[i].seed for i in padded], np.uint32)))
+            lrs = np.array([trials[i].lr for i in padded], np.float32)
+            lams = np.array([trials[i].weight_decay for i in padded], np.float32)
+            seed_keys, lrs, lams = place.per_trial((seed_keys, lrs, lams))
+            state, data_keys = program("init", init, seed_keys, lrs)(seed_keys, lrs)
+            rows = slice(ids[0], ids[-1] + 1)
+            for epoch in range(1, epochs + 1):
+                args = (state, data_keys, lams, np.uint32(epoch), *data)
+                epoch_program = program("epoch", run_epoch, *args)
+                begin = time.perf_counter()
+                state, losses, metrics = epoch_program(*args)
+                losses = np.asarray(losses)  # waits for the epoch
+                metrics = np.asarray(metrics, np.float64)
+                timing["train"] += time.perf_counter() - begin
+                k = len(ids)
+                e = epoch - 1
+                curves["loss"][rows, e] = losses[:k].mean(axis=1)
+                curves["train_loss"][rows, e] = metrics[:k, 0] / n_train
+                curves["train_acc"][rows, e] = np.round(metrics[:k, 1]) / n_train
+                curves["val_loss"][rows, e] = metrics[:k, 2] / n_val
+                curves["val_acc"][rows, e] = np.round(metrics[:k, 3]) / n_val
+                diverged[rows] |= ~np.all(np.isfinite(losses[:k]), axis=1)
+                diverged[rows] |= ~np.isfinite(metrics[:k, 0])
+                bar.update(1)
+                bar.set_postfix(best_val_acc=f"{np.nanmax(curves['val_acc'][:, e]):.3f}")
+            if test_data is not None:
+                sums = np.asarray(program("test", run_test, state, *test_data)(
+                    state, *test_data), np.float64)[: len(ids)]
+                n_test = len(test[0])
+                test_metrics[rows] = np.stack([sums[:, 0] / n_test,
+                                               np.round(sums[:, 1]) / n_test], axis=1)
+            if keep_params:
+                kept.append(_leading(state.params, len(ids)))
+    finally:
+        bar.close()
+    params = (jax.tree.map(lambda *a: np.concatenate(a), *kept) if keep_params else None)
+    return SweepResult(trials=trials, epochs=epochs, steps_per_epoch=steps, curves=curves,
+                       test_loss=test_metrics[:, 0], test_acc=test_metrics[:, 1],
+                       diverged=diverged, train_s=timing["train"],
+                       wall_s=time.perf_counter() - start_wall, compile_s=timing["compile"],
+                       chunks=chunks, chunk_size=size, params=params)
+
+
+def _leading(tree: Any, count: int) -> Any:
+    """The first ``count`` entries (trials) of every leaf, on the host."""
+    return jax.tree.map(lambda a: np.asarray(a)[:count], tree)
+
+
+class TrialRecord(NamedTuple):
+    """One trial's row of a report: index, the trial, and its final numbers."""
+
+    index: int
+    trial: Trial
+    val_acc: float
+    test_acc: float
+    diverged: bool
+
+
+def best_trials(result: SweepResult, count: int | None = None) -> list[TrialRecord]:
+    """The ``count`` best trials by validation accuracy (all when None), best first."""
+    order = result.ranking()[: count]
+    return [TrialRecord(int(i), result.trials[i], float(result.val_acc()[i]),
+                        float(result.test_acc[i]), bool(result.diverged[i])) for i in order]
+

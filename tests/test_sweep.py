@@ -1,0 +1,255 @@
+"""fnnet.sweep and ``fnnet sweep``: each trial equals ``fit`` of it alone; chunks and devices
+change nothing; ``train_args`` reproduce a trial; bad input is a one-line usage error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnnet.cli import main
+from fnnet.data import Dataset, load_digits
+from fnnet.layers import build_net
+from fnnet.optim import OPTIMIZERS, get_optimizer
+from fnnet.sweep import (
+    Trial,
+    chunk_plan,
+    injected_optimizer,
+    log_range,
+    sample_trials,
+    sweep,
+    trial_keys,
+    validation_split,
+)
+from fnnet.train import fit
+from tests.helpers import max_abs_diff
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--no-progress", "--no-compile-cache"]
+HIDDEN = [16, 16]
+EPOCHS, BATCH = 2, 50
+# η from 0.05 to 0.5 and λ from 1e-3 to 0.1 move the parameters visibly in two epochs.
+TRIALS = sample_trials(5, lr=(0.05, 0.5), weight_decay=(1e-3, 0.1), seed=7)
+
+
+@pytest.fixture(scope="module")
+def split():
+    data = load_digits()
+    return validation_split(data.x_train, data.t_train, fraction=0.2, train_size=300, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_net("mlp", (64,), 10, hidden=HIDDEN, activation="tanh", weight_init="xavier")
+
+
+def _sweep(model, split, **options):
+    train, validation = split
+    return sweep(model, TRIALS, train, validation, epochs=EPOCHS, batch_size=BATCH,
+                 optimizer=options.pop("optimizer", "momentum"), keep_params=True,
+                 progress=False, **options)
+
+
+@pytest.fixture(scope="module")
+def one_chunk(model, split):
+    return _sweep(model, split)
+
+
+def _assert_same_results(a, b):
+    assert max_abs_diff(a.params, b.params) < 1e-6
+    for name in a.curves:
+        np.testing.assert_allclose(a.curves[name], b.curves[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("index", [0, 3])
+def test_a_trial_equals_fit_of_that_trial_alone(index, one_chunk, split):
+    trial = one_chunk.trials[index]
+    (x, t), (x_val, t_val) = split
+    net = build_net("mlp", (64,), 10, hidden=HIDDEN, activation="tanh", weight_init="xavier",
+                    weight_decay=trial.weight_decay)
+    init_key, data_key = trial_keys(trial.seed)
+    params, history = fit(net, net.init(init_key), Dataset("split", x, t, x_val, t_val, 10, (8, 8)),
+                          optimizer=get_optimizer("momentum", trial.lr), key=data_key,
+                          batch_size=BATCH, epochs=EPOCHS, progress=False)
+    alone = jax.tree.map(lambda a: a[index], one_chunk.params)
+    moved = max_abs_diff(params, net.init(init_key))
+    assert moved > 1e-2  # the check below is not trivially true
+    assert max_abs_diff(params, alone) < 1e-6 * max(1.0, moved)
+    curves = one_chunk.curves
+    np.testing.assert_allclose(curves["loss"][index], history.loss, rtol=1e-6)
+    np.testing.assert_allclose(curves["val_loss"][index], history.test_loss, rtol=1e-5)
+    np.testing.assert_array_equal(curves["val_acc"][index], history.test_acc)
+    np.testing.assert_array_equal(curves["train_acc"][index], history.train_acc)
+
+
+def test_chunks_give_the_same_results_as_one_chunk(one_chunk, model, split):
+    chunked = _sweep(model, split, max_parallel=2)
+    assert (chunked.chunks, chunked.chunk_size) == (3, 2)  # 5 trials: 2 + 2 + 1 padded
+    _assert_same_results(one_chunk, chunked)
+
+
+@pytest.mark.slow
+def test_sharding_over_four_devices_gives_the_same_results(tmp_path):
+    code = f"""
+import jax, numpy as np, sys
+sys.path.insert(0, {str(ROOT)!r})
+from tests.test_sweep import TRIALS, HIDDEN, EPOCHS, BATCH
+from fnnet.data import load_digits
+from fnnet.layers import build_net
+from fnnet.sweep import sweep, validation_split
+d = load_digits()
+train, val = validation_split(d.x_train, d.t_train, fraction=0.2, train_size=300, seed=3)
+net = build_net("mlp", (64,), 10, hidden=HIDDEN, activation="tanh", weight_init="xavier")
+out = {{}}
+for devices in (None, 4):
+    r = sweep(net, TRIALS, train, val, epochs=EPOCHS, batch_size=BATCH, optimizer="momentum",
+              keep_params=True, progress=False, devices=devices, test=(d.x_test, d.t_test))
+    out[f"W{{devices}}"] = r.params["affine1"]["W"]
+    out[f"val{{devices}}"] = r.curves["val_acc"]
+    out[f"test{{devices}}"] = r.test_acc
+    out[f"size{{devices}}"] = r.chunk_size
+np.savez({str(tmp_path / "r.npz")!r}, devices=len(jax.devices()), **out)
+"""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = np.load(tmp_path / "r.npz")
+    assert int(r["devices"]) == 4 and int(r["size4"]) == 8  # 5 trials padded to 2 per device
+    np.testing.assert_allclose(r["WNone"], r["W4"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(r["valNone"], r["val4"])
+    np.testing.assert_array_equal(r["testNone"], r["test4"])
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_the_injected_learning_rate_equals_the_fixed_one(name):
+    rng = np.random.default_rng(0)
+    params = {"a": {"W": jnp.asarray(rng.standard_normal((3, 4)), jnp.float32),
+                    "b": jnp.zeros(4)}}
+    lr = 0.0123
+    fixed, injected = get_optimizer(name, lr), injected_optimizer(name)(learning_rate=lr)
+    p1, p2, s1, s2 = params, params, fixed.init(params), injected.init(params)
+    for step in range(5):
+        grads = jax.tree.map(lambda p, s=step: jnp.cos(p * (s + 1)) + 0.1, p1)
+        u1, s1 = fixed.update(grads, s1, p1)
+        u2, s2 = injected.update(grads, s2, p2)
+        p1, p2 = jax.tree.map(jnp.add, p1, u1), jax.tree.map(jnp.add, p2, u2)
+    assert max_abs_diff(p1, p2) <= 2e-7 * max(1.0, max_abs_diff(p1, params))
+
+
+def test_sample_trials_are_log_uniform_in_range_and_a_prefix_of_a_longer_sweep():
+    trials = sample_trials(200, lr=(1e-6, 1e-2), weight_decay=(1e-8, 1e-4), seed=1)
+    lrs = np.log10([t.lr for t in trials])
+    wds = np.log10([t.weight_decay for t in trials])
+    assert lrs.min() >= -6 and lrs.max() <= -2 and wds.min() >= -8 and wds.max() <= -4
+    assert abs(lrs.mean() + 4) < 0.3 and lrs.std() > 1.0  # spread over the decades
+    assert len({t.seed for t in trials}) == 200
+    assert sample_trials(5, lr=(1e-6, 1e-2), weight_decay=(1e-8, 1e-4), seed=1) == trials[:5]
+    fixed = sample_trials(3, lr=0.01, weight_decay=0.0, seed=1)
+    assert {(t.lr, t.weight_decay) for t in fixed} == {(0.01, 0.0)}
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ((1e-2, 1e-6), "inverted"), ((0.0, 1.0), "bounds > 0"), ((-1.0, 1.0), "bounds > 0"),
+    (-1.0, ">= 0"), ((1.0, float("inf")), "finite"),
+])
+def test_log_range_refuses_bad_bounds(value, message):
+    with pytest.raises(ValueError, match=message):
+        log_range("lr", value)
+
+
+def test_validation_split_is_seeded_disjoint_and_the_book_sized():
+    x, t = np.arange(1000.0)[:, None], np.arange(1000)
+    (xt, _), (xv, tv) = validation_split(x, t, fraction=0.2, train_size=500, seed=0)
+    assert (len(xt), len(xv)) == (400, 100)
+    assert set(xt[:, 0]).isdisjoint(xv[:, 0]) and set(xt[:, 0]) | set(xv[:, 0]) == set(range(500))
+    assert np.array_equal(tv, validation_split(x, t, fraction=0.2, train_size=500, seed=0)[1][1])
+    assert not np.array_equal(tv, validation_split(x, t, fraction=0.2, train_size=500,
+                                                   seed=1)[1][1])
+
+
+@pytest.mark.parametrize(("trials", "max_parallel", "devices", "plan"), [
+    (100, None, 1, (1, 100)), (100, 1, 1, (100, 1)), (100, 32, 1, (4, 25)),
+    (5, 2, 1, (3, 2)), (5, None, 4, (1, 8)), (10, 6, 4, (3, 4)),
+])
+def test_chunk_plan(trials, max_parallel, devices, plan):
+    assert chunk_plan(trials, max_parallel, devices) == plan
+
+
+def test_sweep_refuses_an_empty_list_of_trials(model, split):
+    with pytest.raises(ValueError, match="trials must not be empty"):
+        sweep(model, [], *split, epochs=1)
+    with pytest.raises(ValueError, match="lr > 0"):
+        sweep(model, [Trial(0.0, 0.0, 1)], *split, epochs=1)
+
+
+# --- the command ------------------------------------------------------------------------------
+
+SMALL = ["--trials", "3", "--epochs", "2", "--hidden", "16", "--train-size", "300",
+         "--lr", "0.05:0.5", "--weight-decay", "1e-3:1e-1", "--batch-size", "50",
+         "--optimizer", "momentum", "--activation", "tanh", "--init", "xavier", "--seed", "4"]
+
+
+def test_sweep_command_table_json_plot_and_train_args_reproduce_a_trial(tmp_path, capsys):
+    out, plot = tmp_path / "sweep.json", tmp_path / "sweep.png"
+    assert main(["sweep", *SMALL, "--out", str(out), "--plot", str(plot), *FAST]) == 0
+    stdout = capsys.readouterr().out
+    assert "(240 train / 60 validation / 360 test)" in stdout
+    assert "rank  trial  val acc  test acc" in stdout and "model-steps/s" in stdout
+    result = json.loads(out.read_text())
+    assert result["summary"]["model_steps"] == 3 * 2 * 4 and result["summary"]["model_steps_per_s"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = result["trials"][result["summary"]["best"]]
+    assert {"lr", "weight_decay", "seed", "val_acc", "test_acc", "test_loss"} <= set(best)
+    assert len(best["curves"]["val_acc"]) == 2
+    alone = tmp_path / "alone.json"
+    assert main(["train", *best["train_args"], "--out", str(alone), *FAST]) == 0
+    trained = json.loads(alone.read_text())
+    assert trained["summary"]["val_acc"] == best["val_acc"]
+    assert trained["summary"]["test_acc"] == best["test_acc"]
+    np.testing.assert_allclose(trained["summary"]["test_loss"], best["test_loss"], rtol=1e-5)
+    np.testing.assert_allclose(trained["history"]["loss"], best["curves"]["loss"], rtol=1e-6)
+    np.testing.assert_allclose(trained["history"]["val_loss"], best["curves"]["val_loss"],
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--trials", "0"], "--trials: must be an integer >= 1"),
+    (["--lr", "1e-2:1e-6"], "inverted"),
+    (["--lr", "0:1e-2"], "--lr bounds must be in"),
+    (["--lr", "1e-3:"], "expected LO:HI"),
+    (["--lr", "a:b"], "expected LO:HI"),
+    (["--lr", "1:2:3"], "expected LO:HI"),
+    (["--weight-decay", "0:1e-4"], "bounds > 0"),
+    (["--weight-decay=-1e-8:1e-4"], "bounds must be in"),
+    (["--weight-decay", "nan"], "bounds must be in"),
+    (["--validation", "0"], "--validation: must be a number in (0, 1)"),
+    (["--validation", "1"], "--validation: must be a number in (0, 1)"),
+    (["--validation", "1.5"], "--validation: must be a number in (0, 1)"),
+    (["--validation", "0.001", "--train-size", "50"], "holds out 0"),
+    (["--train-size", "100000"], "--train-size 100000 is larger"),
+    (["--max-parallel", "0"], "--max-parallel: must be an integer >= 1"),
+    (["--sequential", "--max-parallel", "4"], "--sequential trains one trial at a time"),
+    (["--devices", "64"], "--devices 64: JAX sees only"),
+    (["--optimizer", "sgd", "--momentum", "0.9"], "--momentum does not apply"),
+    (["--net", "two-layer", "--hidden", "5", "--hidden", "5"], "exactly one --hidden"),
+    (["--batch-size", "1000", "--train-size", "500"], "--batch-size 1000 is larger"),
+])
+def test_bad_input_is_a_one_line_usage_error(flags, message, capsys):
+    try:
+        status = main(["sweep", *flags, *FAST])
+    except SystemExit as parse_error:  # argparse's own exit for a flag that does not parse
+        status = parse_error.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fnnet sweep: error: ") and err.count("\n") == 1, err
+    assert message in err, err
