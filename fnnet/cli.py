@@ -213,7 +213,7 @@ def add_optimizer_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
 
 def build_parser() -> argparse.ArgumentParser:
     from fnnet.data import DATASETS
-    from fnnet.precision import PRECISIONS
+    from fnnet.precision import MATMUL_PRECISIONS, PRECISIONS
 
     parser = _Parser(prog="fnnet", description=(
         "Train and check the 'Deep Learning from Scratch' networks, whose backward rules are "
@@ -243,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = train.add_argument_group("run")
     run.add_argument("--device", choices=("cpu", "gpu"), default=None,
                      help="restrict to this kind of device (default: JAX's default device)")
+    run.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="default",
+                     help="float32 matmul precision: default = the backend's (TF32 on NVIDIA "
+                          "GPUs, ~1e-3 relative error), high = bf16x3, highest = full float32 "
+                          "(CPUs: float32 always)")
     run.add_argument("--precision", choices=PRECISIONS, default="fp32",
                      help="bf16 = float32 master params and optimiser state, matmuls and "
                           "activations in bfloat16")
@@ -298,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-entries", type=_positive_int, default=64,
                        help="entries per leaf checked numerically (a seeded random subset)")
     check.add_argument("--seed", type=_seed, default=0)
+    check.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
+                       help="float32 matmul precision of the three gradients; highest on every "
+                            "device, so GPUs' TF32 does not make correct rules look wrong")
     check.add_argument("--json", type=Path, default=None, metavar="PATH",
                        help="also write the report as JSON")
     check.set_defaults(handler=_gradcheck)
@@ -644,7 +651,8 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             else None, steps=args.steps, sampling=args.sampling, device=device,
             devices=args.devices, checkpoint_dir=args.checkpoint_dir,
             checkpoint_every=args.checkpoint_every, resume=args.resume, settings=settings,
-            progress=not args.no_progress, on_epoch=report)
+            progress=not args.no_progress, on_epoch=report,
+            matmul_precision=args.matmul_precision)
     except NonFiniteLossError as error:
         print(f"fnnet train: error: {error}", file=sys.stderr)
         write_outputs("diverged", None, partial_history(), str(error))
@@ -723,7 +731,8 @@ def _gradcheck(args: argparse.Namespace) -> int:
     report = gradcheck_model(
         net=args.net, dataset=args.dataset, batch_size=args.batch_size, dtype=args.dtype,
         seed=args.seed, data_dir=None if args.data_dir is None else str(args.data_dir),
-        max_entries=args.max_entries, download=not args.no_download, **options)
+        max_entries=args.max_entries, download=not args.no_download,
+        matmul_precision=args.matmul_precision, **options)
     shape = (f"{'-'.join(map(str, args.hidden))} hidden, {args.activation}, "
              if "hidden" in options else "")
     extras = "".join([", batchnorm" if args.batchnorm else "",

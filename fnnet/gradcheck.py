@@ -75,6 +75,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from fnnet import precision as fnnet_precision
 from fnnet._checks import check_int
 from fnnet.layers import CONV_NETS, NETS, Model, build_net
 from fnnet.precision import cast_floating
@@ -192,6 +193,7 @@ class GradReport:
       max_entries: the per-leaf cap on numerically checked entries (``None``: all).
       seed: seed of the entry subsets.
       notes: remarks on how the check was made (e.g. float32 numerical gradient).
+      matmul_precision: the float32 matmul precision the gradients were computed at.
     """
 
     leaves: tuple[LeafReport, ...]
@@ -200,6 +202,7 @@ class GradReport:
     max_entries: int | None
     seed: int
     notes: tuple[str, ...] = ()
+    matmul_precision: str = "highest"
 
     @property
     def ok(self) -> bool:
@@ -234,6 +237,7 @@ class GradReport:
             "numerical_dtype": self.numerical_dtype,
             "max_entries": self.max_entries,
             "seed": self.seed,
+            "matmul_precision": self.matmul_precision,
             "notes": list(self.notes),
             "leaves": leaves,
         }
@@ -270,10 +274,17 @@ class GradReport:
                 tol += (f", <= {first.numerical.rtol:g} vs numerical (central differences in "
                         f"{self.numerical_dtype}; n = entries checked)")
             lines += [tol, f"rel = |a-b| / max(|a|, |b|, floor), floor = {first.floor:.3g} "
-                           f"(FLOORS[{first.dtype}]·max(1, |L|), loss L = {self.loss:.6g})"]
+                           f"(FLOORS[{first.dtype}]·max(1, |L|), loss L = {self.loss:.6g})",
+                      f"matmul precision: {self.matmul_precision} (float32 products: "
+                      f"{_PRECISION_NOTES[self.matmul_precision]})"]
         lines += [f"note: {note}" for note in self.notes]
         lines.append("OK" if self.ok else f"FAIL: {', '.join(self.failures)}")
         return "\n".join(lines)
+
+
+_PRECISION_NOTES = {"highest": "full float32 on every device",
+                    "high": "bf16x3 on GPUs, about float32",
+                    "default": "the backend's choice: TF32 on NVIDIA GPUs"}
 
 
 def _cosine_cell(cosine: float) -> str:
@@ -409,6 +420,7 @@ def compare_grads(
     max_entries: int | None = 64,
     seed: int = 0,
     floor: float | Mapping[str, float] | None = None,
+    matmul_precision: str = "highest",
 ) -> GradReport:
     """Compare ``jax.grad`` of two losses with respect to ``params``, leaf by leaf.
 
@@ -427,6 +439,10 @@ def compare_grads(
         ``np.random.default_rng([seed, i]).choice(size, max_entries, replace=False)``.
       floor: override of :data:`FLOORS` (a number for every dtype, or a dict by dtype name),
         still multiplied by ``max(1, |L|)``.
+      matmul_precision: float32 matmul precision of all three gradients
+        (:data:`fnnet.precision.MATMUL_PRECISIONS`). ``"highest"`` by default on every
+        device: the comparison is about the rules, and NVIDIA GPUs' default TF32 products
+        (~1e-3 relative error) would make correct rules look wrong.
 
     Returns:
       A :class:`GradReport`; ``report.ok``, ``report.failures``, ``report.format_table()``.
@@ -439,7 +455,8 @@ def compare_grads(
         if _dtype_name(dtype) not in FLOORS:
             raise TypeError(f"compare_grads: parameter {_path_str(path)} must be floating "
                             f"({', '.join(FLOORS)}); got {dtype}")
-    value, grads_m, grads_a = _value_and_grads(loss_manual, loss_autodiff, params, args)
+    with fnnet_precision.matmul_precision(matmul_precision):
+        value, grads_m, grads_a = _value_and_grads(loss_manual, loss_autodiff, params, args)
     loss_value, grads_m, grads_a = float(value), jax.tree.leaves(grads_m), jax.tree.leaves(grads_a)
 
     notes: list[str] = []
@@ -454,10 +471,12 @@ def compare_grads(
             notes.append("numerical gradient computed in float32 (jax_enable_x64 is off): "
                          "expect ~1e-2 agreement at best; enable x64 for a sharp check")
         offsets = np.cumsum([0] + [int(np.size(leaf)) for _, leaf in path_leaves])
-        flat_n, flat_half, flat_jump, flat_rounding = _numerical_grads(
-            loss_manual, cast_floating(params, numerical_dtype),
-            cast_floating(args, numerical_dtype),
-            jnp.asarray(np.concatenate([s + o for s, o in zip(subsets, offsets, strict=False)])))
+        with fnnet_precision.matmul_precision(matmul_precision):
+            flat_n, flat_half, flat_jump, flat_rounding = _numerical_grads(
+                loss_manual, cast_floating(params, numerical_dtype),
+                cast_floating(args, numerical_dtype),
+                jnp.asarray(np.concatenate([s + o for s, o in zip(subsets, offsets,
+                                                                    strict=False)])))
         cuts = np.cumsum([len(s) for s in subsets])[:-1]
         grads_n = np.split(np.asarray(flat_n, np.float64), cuts)
         grads_half = np.split(np.asarray(flat_half, np.float64), cuts)
@@ -497,7 +516,7 @@ def compare_grads(
                      f"at or near 0; left out, not failed. "
                      f"He init (weight_init='he', --init he) puts fewer entries at kinks")
     return GradReport(tuple(reports), loss_value, numerical_dtype,
-                      max_entries, seed, tuple(notes))
+                      max_entries, seed, tuple(notes), matmul_precision)
 
 
 def _smooth(full: np.ndarray, half: np.ndarray, jump: np.ndarray, rounding: np.ndarray,
@@ -567,6 +586,7 @@ def gradcheck_model(
     max_entries: int | None = 64,
     numerical: bool = True,
     download: bool = True,
+    matmul_precision: str = "highest",
     **net_options: Any,
 ) -> GradReport:
     """Gradient check of one of the book's nets on real samples (what ``fnnet gradcheck`` runs).
@@ -595,6 +615,7 @@ def gradcheck_model(
       data_dir: the directory holding the IDX files.
       max_entries, numerical: as for :func:`compare_grads`.
       download: fetch missing MNIST/Fashion-MNIST files (see :func:`fnnet.data.load_dataset`).
+      matmul_precision: as for :func:`compare_grads` (``"highest"`` by default).
       **net_options: the builder's options, e.g. ``hidden=(50,)``, ``activation="relu"``,
         ``weight_init="he"``, ``batchnorm=True``, ``dropout=0.5``.
     """
@@ -618,4 +639,5 @@ def gradcheck_model(
         build = functools.partial(build_net, net, x.shape[1:], data.num_classes,
                                   dtype=jnp.dtype(dtype), **net_options)
         return compare_model_grads(build, x, t, key=jax.random.key(seed),
-                                   max_entries=max_entries, numerical=numerical, seed=seed)
+                                   max_entries=max_entries, numerical=numerical, seed=seed,
+                                   matmul_precision=matmul_precision)

@@ -11,6 +11,8 @@ the logits' dtype, so the loss reported here is that bfloat16 value cast to floa
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -19,6 +21,30 @@ import jax.numpy as jnp
 from fnnet.layers import Model
 
 PRECISIONS = {"fp32": None, "bf16": jnp.bfloat16}
+MATMUL_PRECISIONS = ("default", "high", "highest")
+"""float32 matmul and convolution precision (``jax.default_matmul_precision``): ``default``
+lets the backend choose — NVIDIA GPUs then run float32 products in TF32 (10-bit mantissa
+inputs, ~1e-3 relative error); ``high`` is bf16×3 (about float32); ``highest`` is full float32.
+CPUs compute in float32 at every setting."""
+
+
+@contextlib.contextmanager
+def matmul_precision(name: str) -> Iterator[None]:
+    """Trace and compile inside with float32 matmuls at ``name`` (:data:`MATMUL_PRECISIONS`);
+    ``"default"`` leaves JAX's setting alone.
+
+    >>> import jax, jax.numpy as jnp
+    >>> with matmul_precision("highest"):
+    ...     float(jax.jit(jnp.dot)(jnp.ones(3), jnp.ones(3)))
+    3.0
+    """
+    if name not in MATMUL_PRECISIONS:
+        raise ValueError(f"matmul precision must be one of {MATMUL_PRECISIONS}; got {name!r}")
+    if name == "default":
+        yield
+        return
+    with jax.default_matmul_precision(name):
+        yield
 
 
 def cast_floating(tree: Any, dtype: jnp.dtype) -> Any:

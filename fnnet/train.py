@@ -33,7 +33,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from fnnet import checkpoint, parallel
+from fnnet import checkpoint, parallel, precision
 from fnnet._checks import check_int
 from fnnet.layers import Model, State
 
@@ -346,6 +346,7 @@ def fit(
     settings: dict[str, Any] | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    matmul_precision: str = "default",
 ) -> tuple[Params, History]:
     """Train ``model`` from ``params`` on ``data`` and evaluate after every epoch.
 
@@ -376,6 +377,8 @@ def fit(
       settings: JSON-able description of the run, stored in checkpoints.
       progress: show a tqdm bar over the steps.
       on_epoch: called with each epoch's record (a dict) after it is evaluated.
+      matmul_precision: float32 matmul precision of the compiled steps and evaluation
+        (:data:`fnnet.precision.MATMUL_PRECISIONS`; ``"default"``: TF32 on NVIDIA GPUs).
 
     Returns:
       ``(params, history)``.
@@ -404,8 +407,9 @@ def fit(
     params = place.replicate(jax.tree.map(np.asarray, params))
     train_state = TrainState(params, jax.jit(optimizer.init)(params),
                              place.replicate(model.init_state() if state is None else state))
-    held = contextlib.ExitStack()  # the checkpoint directory's lock, for the whole run
+    held = contextlib.ExitStack()  # the precision, the checkpoint directory's lock
     try:
+        held.enter_context(precision.matmul_precision(matmul_precision))
         if checkpoint_dir is not None and jax.process_index() == 0:
             held.enter_context(checkpoint.lock_directory(checkpoint_dir))
         if (checkpoint_dir is not None and not resume

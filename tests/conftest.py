@@ -24,3 +24,12 @@ def dtype(request):
     if request.param == "float64":
         request.getfixturevalue("x64")
     return jnp.dtype(request.param)
+
+
+@pytest.fixture
+def highest_precision():
+    """float32 matmuls and convolutions at full precision for one test: modules that compare
+    manual with autodiff or numerical gradients use it (``pytestmark``), because NVIDIA GPUs
+    run float32 products in TF32 by default and the comparison is about the rules."""
+    with jax.default_matmul_precision("highest"):
+        yield

@@ -9,6 +9,9 @@ import pytest
 
 from fnnet import autodiff, manual
 
+# Comparisons of rules run at full float32 precision (GPUs default to TF32).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 BOTH = [manual, autodiff]
 
 

@@ -17,6 +17,9 @@ import jax
 import numpy as np
 import pytest
 
+# Comparisons of rules run at full float32 precision (GPUs default to TF32).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 FNNET_ROWS = {f"fnnet-{grads}-{opt}-{loop}" for grads in ("manual", "autodiff")

@@ -31,7 +31,7 @@ def test_train_prints_epochs_and_summary_and_writes_json_and_plot(tmp_path, caps
     assert result["summary"]["steps"] == 42
     assert len(result["history"]["test_acc"]) == 3
     assert result["summary"]["test_acc"] == result["history"]["test_acc"][-1] > 0.5
-    assert result["environment"]["platform"] == "cpu"
+    assert result["environment"]["platform"] == jax.devices()[0].platform
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -47,6 +47,7 @@ def test_book_optimizers_and_weight_decay_train_and_are_recorded(optimizer, flag
     assert f"optimizer={optimizer} lr={lr}" in capsys.readouterr().out
     settings = json.loads(out.read_text())["settings"]
     assert settings["lr"] == lr and settings["weight_decay"] == 0.01
+    assert settings["matmul_precision"] == "default"
     assert settings["beta1"] == (0.8 if flags else None)
 
 

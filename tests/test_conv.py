@@ -15,6 +15,9 @@ import pytest
 from fnnet.ops import conv
 from tests.helpers import normal
 
+# Comparisons of rules run at full float32 precision (GPUs default to TF32).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 
 def test_col2im_is_the_adjoint_of_im2col(x64):
     # <im2col(x), c> = <x, col2im(c)> for all x, c: what makes dx = col2im(dcol) right.

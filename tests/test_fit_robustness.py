@@ -226,3 +226,13 @@ def test_a_net_with_state_and_dropout_resumes_bit_for_bit(digits, tmp_path):
     _assert_bit_identical(straight, resumed)
     _assert_bit_identical(straight_history.state, history.state)  # the running statistics
     assert straight_history.test_acc[-1] > 0.5
+
+
+def test_matmul_precision_is_a_checked_choice_and_a_no_op_for_float32_on_the_cpu(digits):
+    default, _ = _fit(digits, epochs=1)
+    highest, _ = _fit(digits, epochs=1, matmul_precision="highest")
+    if jax.devices()[0].platform == "cpu":  # XLA:CPU multiplies float32 in float32 anyway
+        _assert_bit_identical(default, highest)
+    with pytest.raises(ValueError, match=r"matmul precision must be one of \('default', "
+                                         r"'high', 'highest'\); got 'tf32'"):
+        _fit(digits, epochs=1, matmul_precision="tf32")

@@ -312,3 +312,12 @@ def test_gradcheck_model_checks_the_chapter_6_to_8_nets(options):
     assert report.ok, report.format_table()
     assert {leaf.path.split("/")[0] for leaf in report.leaves} >= (
         {"conv1", "affine2"} if options["net"] == "simple-conv" else {"batchnorm1", "affine3"})
+
+
+def test_the_report_states_its_matmul_precision_highest_by_default():
+    report = gradcheck_model(hidden=(5,), max_entries=4)
+    assert report.matmul_precision == "highest"
+    assert "matmul precision: highest (float32 products: full float32" in report.format_table()
+    assert report.to_dict()["matmul_precision"] == "highest"
+    assert gradcheck_model(hidden=(5,), max_entries=4,
+                           matmul_precision="default").matmul_precision == "default"

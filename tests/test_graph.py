@@ -16,6 +16,9 @@ from fnnet.ops import graph
 from tests.helpers import normal
 from tests.test_ops_agreement import FIRST_OF_EACH_OP, Case, _random_like
 
+# Comparisons of rules run at full float32 precision (GPUs default to TF32).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 BOTH = [manual, autodiff]
 IDS = ["manual", "autodiff"]
 NODES = ("add", "mul", "branch", "repeat", "sum")

@@ -22,6 +22,9 @@ from fnnet.layers import (
 )
 from tests.helpers import assert_tree_allclose
 
+# Comparisons of rules run at full float32 precision (GPUs default to TF32).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 
 def test_two_layer_net_params_are_a_plain_nested_dict():
     params = fnnet.two_layer_net(784, 50, 10).init(jax.random.key(0))

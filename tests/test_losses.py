@@ -10,6 +10,9 @@ import pytest
 from fnnet import autodiff, manual
 from tests.helpers import assert_tree_allclose
 
+# Comparisons of rules run at full float32 precision (GPUs default to TF32).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 BOTH = [manual, autodiff]
 IDS = ["manual", "autodiff"]
 LOSSES = ["softmax_cross_entropy", "cross_entropy_error", "mean_squared_error"]

@@ -13,6 +13,9 @@ import pytest
 from fnnet.ops import norm
 from tests.helpers import normal
 
+# Comparisons of rules run at full float32 precision (GPUs default to TF32).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 DROPOUT_FNS = [norm.dropout, norm.dropout_reference]
 DROPOUT_IDS = ["manual", "reference"]
 

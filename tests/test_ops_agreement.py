@@ -166,6 +166,9 @@ CASES = [
     _batch_norm_inference((1, 3)),                # eval mode: batch 1 is fine
     _batch_norm_inference((2, 2, 3, 3)),
 ]
+# Compare rules at full float32 precision: GPUs run float32 matmuls and convolutions in TF32
+# by default, and the comparison is about the rules, not TF32.
+pytestmark = pytest.mark.usefixtures("highest_precision")
 FIRST_OF_EACH_OP = list({case.op: case for case in reversed(CASES)}.values())
 
 
@@ -201,14 +204,6 @@ def _vjp_fn(fn: Callable, case: Case, args: tuple, cot) -> Callable:
 
 def _cotangent(case: Case, args: tuple, seed: int = 1):
     return _random_like(jax.eval_shape(case.fn(autodiff), *args), seed)
-
-
-@pytest.fixture(autouse=True)
-def _highest_matmul_precision():
-    """Compare rules at full float32 precision: GPUs run float32 matmuls and convolutions in
-    TF32 by default, and the comparison is about the rules, not TF32."""
-    with jax.default_matmul_precision("highest"):
-        yield
 
 
 @pytest.mark.parametrize(("case", "transform"), [

@@ -33,6 +33,9 @@ from fnnet.optim import (
 from fnnet.train import batch_indices, init_train_state, make_train_step
 from tests.helpers import max_abs_diff, tolerance, tree_allclose
 
+# Comparisons of rules run at full float32 precision (GPUs default to TF32).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 STEPS = 50
 SHAPES = {"W1": (3, 4), "b1": (4,), "W2": (4, 2), "b2": (2,)}
 

@@ -45,6 +45,9 @@ from hypothesis import strategies as st
 from fnnet import autodiff, manual
 from tests.helpers import of_positions
 
+# Comparisons of rules run at full float32 precision (GPUs default to TF32).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 PROPERTY = settings(derandomize=True, deadline=None, max_examples=30, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 

@@ -21,6 +21,9 @@ from fnnet.train import (
 )
 from tests.helpers import assert_tree_allclose
 
+# Comparisons of rules run at full float32 precision (GPUs default to TF32).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 
 @pytest.fixture(scope="module")
 def digits() -> Dataset:
