@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from fnnet import autodiff, manual
-from fnnet._checks import check_int
+from fnnet._checks import check_fraction, check_int, check_non_negative
 from fnnet.init import Initializer, resolve
 from fnnet.ops.norm import batch_norm_statistics
 from fnnet.optim import weight_decay_penalty
@@ -208,9 +208,7 @@ def dropout_layer(rate: float, *, scale_at: str = "train", grads: str = "manual"
     ``rate`` using the layer's ``key``; in eval mode the identity (inverted dropout, scaled by
     ``1/(1 − rate)`` at train time) or, with ``scale_at="test"``, the book's ``x·(1 − rate)``.
     A training-mode call needs a key."""
-    rate = float(rate)
-    if not 0 <= rate < 1:
-        raise ValueError(f"dropout rate must be in [0, 1); got {rate!r}")
+    rate = check_fraction("dropout rate", rate)
     dropout = ops_for(grads).dropout
 
     def init(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params, State]:
@@ -236,8 +234,7 @@ def batch_norm_layer(*, momentum: float = 0.9, eps: float = 1e-5,
     (the book's momentum 0.9; the statistics carry no gradient); in eval mode it normalises
     with the running statistics (:func:`fnnet.ops.norm.batch_norm_inference`).
     """
-    if not 0 <= momentum < 1:
-        raise ValueError(f"batch norm momentum must be in [0, 1); got {momentum!r}")
+    momentum = check_fraction("batch norm momentum", momentum)
     ops = ops_for(grads)
 
     def init(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params, State]:
@@ -329,7 +326,7 @@ def classifier(network: Layer, input_shape: Shape, *, grads: str = "manual",
     so reported test losses compare across λ.
     """
     input_shape = tuple(input_shape)
-    weight_decay_penalty({}, weight_decay)  # checks λ >= 0 and finite
+    weight_decay = check_non_negative("weight_decay", weight_decay)
 
     def with_decay(data_loss: jax.Array, params: Params) -> jax.Array:
         return data_loss + weight_decay_penalty(params, weight_decay) if weight_decay else data_loss

@@ -18,7 +18,6 @@ gradient as ``optax.add_decayed_weights`` chained in front of an optimiser).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -26,71 +25,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+
+from fnnet._checks import check_fraction, check_non_negative, check_positive
 
 EPS = 1e-7
 """The book's ε, added to √h (AdaGrad, RMSprop) or √v (Adam) outside the root."""
-
-# ---------------------------------------------------------------------------------------------
-# Hyperparameter checks: one place, every message names the argument, expected and actual.
-
-
-def _real(name: str, value: object) -> float | jax.Array:
-    """``value`` as a Python float (weakly typed: it never changes a leaf's dtype).
-
-    Accepts Python numbers, NumPy scalars and 0-d NumPy/JAX arrays. A traced 0-d array (as
-    ``optax.inject_hyperparams`` passes under ``jit``) is returned as is: its value cannot
-    be checked.
-    """
-    if isinstance(value, bool | np.bool_) or not isinstance(
-            value, int | float | np.integer | np.floating | np.ndarray | jax.Array):
-        raise TypeError(f"{name} must be a real number (Python, NumPy or 0-d JAX scalar); "
-                        f"got {type(value).__name__} {value!r}")
-    if isinstance(value, np.ndarray | jax.Array):
-        if value.ndim != 0:
-            raise ValueError(f"{name} must be a scalar (0-d); got shape {tuple(value.shape)}")
-        if not (jnp.issubdtype(value.dtype, jnp.floating)
-                or jnp.issubdtype(value.dtype, jnp.integer)):
-            raise TypeError(f"{name} must be a real number; got dtype {value.dtype}")
-    try:
-        return float(value)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return value
-
-
-def _check_range(name: str, value: object, *, low: float, low_open: bool, high: float,
-                 high_open: bool) -> float | jax.Array:
-    """``value`` as a float after checking it is finite and in the interval from low to high
-    (bounds open or closed); traced values pass unchecked."""
-    number = _real(name, value)
-    if isinstance(number, float):
-        above = number > low if low_open else number >= low
-        below = number < high if high_open else number <= high
-        if not (math.isfinite(number) and above and below):
-            if high == math.inf:
-                expected = f"a finite number {'>' if low_open else '>='} {low:g}"
-            else:
-                expected = (f"a number in {'(' if low_open else '['}{low:g}, {high:g}"
-                            f"{')' if high_open else ']'}")
-            raise ValueError(f"{name} must be {expected}; got {value!r}")
-    return number
-
-
-def _check_positive(name: str, value: object) -> float | jax.Array:
-    """Learning rates: a finite number > 0."""
-    return _check_range(name, value, low=0.0, low_open=True, high=math.inf, high_open=True)
-
-
-def _check_non_negative(name: str, value: object) -> float | jax.Array:
-    """Weight decay λ: a finite number >= 0."""
-    return _check_range(name, value, low=0.0, low_open=False, high=math.inf, high_open=True)
-
-
-def _check_fraction(name: str, value: object) -> float | jax.Array:
-    """Momentum α, decay rate ρ, β₁, β₂: a number in [0, 1)."""
-    return _check_range(name, value, low=0.0, low_open=False, high=1.0, high_open=True)
-
 
 # ---------------------------------------------------------------------------------------------
 # The book's optimisers.
@@ -144,7 +84,7 @@ def sgd(learning_rate: float) -> optax.GradientTransformation:
     >>> float(optax.apply_updates({"w": jnp.array(1.0)}, updates)["w"])
     0.0
     """
-    lr = _check_positive("learning_rate", learning_rate)
+    lr = check_positive("learning_rate", learning_rate)
 
     def init(params: Any) -> optax.EmptyState:
         del params
@@ -175,8 +115,8 @@ def momentum(learning_rate: float, momentum: float = 0.9) -> optax.GradientTrans
     >>> round(float(params["w"]), 6)
     0.71
     """
-    lr = _check_positive("learning_rate", learning_rate)
-    alpha = _check_fraction("momentum", momentum)
+    lr = check_positive("learning_rate", learning_rate)
+    alpha = check_fraction("momentum", momentum)
 
     def init(params: Any) -> MomentumState:
         return MomentumState(velocity=_zeros_like(params))
@@ -206,8 +146,8 @@ def nesterov(learning_rate: float, momentum: float = 0.9) -> optax.GradientTrans
     >>> round(float(updates["w"]), 6)  # 0.25·(−0.1) − 1.5·0.1
     -0.175
     """
-    lr = _check_positive("learning_rate", learning_rate)
-    alpha = _check_fraction("momentum", momentum)
+    lr = check_positive("learning_rate", learning_rate)
+    alpha = check_fraction("momentum", momentum)
 
     def init(params: Any) -> MomentumState:
         return MomentumState(velocity=_zeros_like(params))
@@ -239,7 +179,7 @@ def adagrad(learning_rate: float) -> optax.GradientTransformation:
     >>> round(float(updates["w"]), 6)  # −0.1·2 / (√4 + 1e-7)
     -0.1
     """
-    lr = _check_positive("learning_rate", learning_rate)
+    lr = check_positive("learning_rate", learning_rate)
 
     def init(params: Any) -> AdaGradState:
         return AdaGradState(h=_zeros_like(params))
@@ -269,8 +209,8 @@ def rmsprop(learning_rate: float, decay_rate: float = 0.99) -> optax.GradientTra
     >>> round(float(updates["w"]), 6)  # h = 0.25·4 = 1: −0.1·2 / (1 + 1e-7)
     -0.2
     """
-    lr = _check_positive("learning_rate", learning_rate)
-    rho = _check_fraction("decay_rate", decay_rate)
+    lr = check_positive("learning_rate", learning_rate)
+    rho = check_fraction("decay_rate", decay_rate)
 
     def init(params: Any) -> RMSpropState:
         return RMSpropState(h=_zeros_like(params))
@@ -307,9 +247,9 @@ def adam(learning_rate: float = 0.001, beta1: float = 0.9,
     >>> round(float(updates["w"]), 6)  # the first step is ≈ −η·sign(g)
     -0.001
     """
-    lr = _check_positive("learning_rate", learning_rate)
-    b1 = _check_fraction("beta1", beta1)
-    b2 = _check_fraction("beta2", beta2)
+    lr = check_positive("learning_rate", learning_rate)
+    b1 = check_fraction("beta1", beta1)
+    b2 = check_fraction("beta2", beta2)
 
     def init(params: Any) -> AdamState:
         return AdamState(count=jnp.zeros((), jnp.int32), m=_zeros_like(params),
@@ -336,34 +276,34 @@ def adam(learning_rate: float = 0.001, beta1: float = 0.9,
 
 
 def _optax_sgd(learning_rate: float) -> optax.GradientTransformation:
-    return optax.sgd(_check_positive("learning_rate", learning_rate))
+    return optax.sgd(check_positive("learning_rate", learning_rate))
 
 
 def _optax_momentum(learning_rate: float, momentum: float = 0.9) -> optax.GradientTransformation:
-    return optax.sgd(_check_positive("learning_rate", learning_rate),
-                     momentum=_check_fraction("momentum", momentum))
+    return optax.sgd(check_positive("learning_rate", learning_rate),
+                     momentum=check_fraction("momentum", momentum))
 
 
 def _optax_nesterov(learning_rate: float, momentum: float = 0.9) -> optax.GradientTransformation:
-    return optax.sgd(_check_positive("learning_rate", learning_rate),
-                     momentum=_check_fraction("momentum", momentum), nesterov=True)
+    return optax.sgd(check_positive("learning_rate", learning_rate),
+                     momentum=check_fraction("momentum", momentum), nesterov=True)
 
 
 def _optax_adagrad(learning_rate: float) -> optax.GradientTransformation:
-    return optax.adagrad(_check_positive("learning_rate", learning_rate),
+    return optax.adagrad(check_positive("learning_rate", learning_rate),
                          initial_accumulator_value=0.0, eps=0.0)
 
 
 def _optax_rmsprop(learning_rate: float, decay_rate: float = 0.99) -> optax.GradientTransformation:
-    return optax.rmsprop(_check_positive("learning_rate", learning_rate),
-                         decay=_check_fraction("decay_rate", decay_rate), eps=EPS,
+    return optax.rmsprop(check_positive("learning_rate", learning_rate),
+                         decay=check_fraction("decay_rate", decay_rate), eps=EPS,
                          eps_in_sqrt=False)
 
 
 def _optax_adam(learning_rate: float = 0.001, beta1: float = 0.9,
                 beta2: float = 0.999) -> optax.GradientTransformation:
-    return optax.adam(_check_positive("learning_rate", learning_rate),
-                      b1=_check_fraction("beta1", beta1), b2=_check_fraction("beta2", beta2),
+    return optax.adam(check_positive("learning_rate", learning_rate),
+                      b1=check_fraction("beta1", beta1), b2=check_fraction("beta2", beta2),
                       eps=EPS)
 
 
@@ -483,7 +423,7 @@ def weight_decay_penalty(params: Any, weight_decay: float) -> jax.Array:
     >>> float(weight_decay_penalty(params, 0.1))  # 0.5·0.1·(1 + 4)
     0.25
     """
-    lam = _check_non_negative("weight_decay", weight_decay)
+    lam = check_non_negative("weight_decay", weight_decay)
     leaves = jax.tree.leaves(params)
     mask = jax.tree.leaves(weight_mask(params))
     total = sum(jnp.sum(jnp.square(w)) for w, is_w in zip(leaves, mask, strict=True) if is_w)
@@ -497,7 +437,7 @@ def with_weight_decay(optimizer: optax.GradientTransformation,
     ``optax.chain(optax.add_decayed_weights(λ, mask=weight_mask), optimizer)``, so ``update``
     needs ``params``. With λ = 0 it returns ``optimizer`` itself (same state layout).
     """
-    lam = _check_non_negative("weight_decay", weight_decay)
+    lam = check_non_negative("weight_decay", weight_decay)
     if isinstance(lam, float) and lam == 0.0:
         return optimizer
     return optax.chain(optax.add_decayed_weights(lam, mask=weight_mask), optimizer)

@@ -23,32 +23,15 @@ the ``custom_vjp`` through ``nondiff_argnums``.
 from __future__ import annotations
 
 import functools
-import operator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fnnet._checks import as_float_array, check_ndim
+from fnnet._checks import as_float_array, check_ndim, static_int
 
 # --- static arguments and shapes -----------------------------------------------------------
-
-
-def _static_int(op: str, name: str, value: object, minimum: int) -> int:
-    """``value`` as a Python int ``>= minimum``; ``TypeError`` for non-integers and tracers."""
-    if isinstance(value, bool | np.bool_):
-        raise TypeError(f"{op}: {name} must be a Python int; got the bool {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"{op}: {name} must be a Python int (it fixes the output shape, so it is static); "
-            f"got {type(value).__name__}"
-        ) from None
-    if number < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}; got {number}")
-    return number
 
 
 def _check_window(op: str, window_name: str, window: tuple[int, int], x_shape: tuple[int, ...],
@@ -133,8 +116,8 @@ def _check_conv_args(x: object, W: object, b: object, stride: object, pad: objec
     b = as_float_array(op, "b", b)
     check_ndim(op, "x", x, 4, "(N, C, H, W)")
     check_ndim(op, "W", W, 4, "(FN, C, FH, FW)")
-    stride = _static_int(op, "stride", stride, 1)
-    pad = _static_int(op, "pad", pad, 0)
+    stride = static_int(op, "stride", stride, 1)
+    pad = static_int(op, "pad", pad, 0)
     if W.shape[1] != x.shape[1]:
         raise ValueError(
             f"{op}: W.shape[1] (kernel channels) must equal x.shape[1] (input channels C); "
@@ -241,10 +224,10 @@ def _check_pool_args(x: object, pool_h: object, pool_w: object, stride: object, 
     op = "max_pool2d"
     x = as_float_array(op, "x", x)
     check_ndim(op, "x", x, 4, "(N, C, H, W)")
-    pool_h = _static_int(op, "pool_h", pool_h, 1)
-    pool_w = _static_int(op, "pool_w", pool_w, 1)
-    stride = _static_int(op, "stride", stride, 1)
-    pad = _static_int(op, "pad", pad, 0)
+    pool_h = static_int(op, "pool_h", pool_h, 1)
+    pool_w = static_int(op, "pool_w", pool_w, 1)
+    stride = static_int(op, "stride", stride, 1)
+    pad = static_int(op, "pad", pad, 0)
     if pad >= pool_h or pad >= pool_w:
         raise ValueError(
             f"{op}: pad must be smaller than pool_h and pool_w, so that every window holds at "

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._checks import as_float_array
+from fnnet._checks import as_float_array, static_int
 from fnnet.ops.linear import matmul as matmul
 from fnnet.ops.linear import matmul_reference as matmul_reference
 
@@ -35,23 +35,10 @@ Axis = int | Sequence[int] | None
 # --- shared checks and helpers -------------------------------------------------------------
 
 
-def _static_int(op: str, name: str, value: object, minimum: int | None = None) -> int:
-    """``value`` as a Python int (``>= minimum`` if given); ``TypeError`` for arrays, floats
-    and bools."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(
-            f"{op}: {name} must be a Python int (a static value, not an array); "
-            f"got {type(value).__name__} {value!r}"
-        )
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}; got {int(value)}")
-    return int(value)
-
-
 def _normalize_axis(op: str, axis: object, ndim: int, what: str = "") -> int:
     """One axis in ``[-ndim, ndim)`` as a non-negative int, or ``ValueError``/``TypeError``;
     ``what`` says which array ``ndim`` counts the axes of."""
-    axis = _static_int(op, "axis", axis)
+    axis = static_int(op, "axis", axis)
     if not -ndim <= axis < ndim:
         valid = f"{-ndim} <= axis <= {ndim - 1}" if ndim else "no axis: x is a scalar"
         raise ValueError(
@@ -245,14 +232,14 @@ def branch(x: jax.Array, k: int) -> tuple[jax.Array, ...]:
     6.0
     """
     x = as_float_array("branch", "x", x)
-    k = _static_int("branch", "k", k, minimum=1)
+    k = static_int("branch", "k", k, minimum=1)
     return _branch(k, x)
 
 
 def branch_reference(x: jax.Array, k: int) -> tuple[jax.Array, ...]:
     """``(x,) * k``; ``jax.grad`` sums the cotangents of the copies itself."""
     x = as_float_array("branch", "x", x)
-    k = _static_int("branch", "k", k, minimum=1)
+    k = static_int("branch", "k", k, minimum=1)
     return (x,) * k
 
 
@@ -261,7 +248,7 @@ def branch_reference(x: jax.Array, k: int) -> tuple[jax.Array, ...]:
 
 def _check_repeat(x: object, D: object, axis: object) -> tuple[jax.Array, int, int]:
     x = as_float_array("repeat", "x", x)
-    D = _static_int("repeat", "D", D, minimum=1)
+    D = static_int("repeat", "D", D, minimum=1)
     # A new axis: x.ndim + 1 places to put it.
     axis = _normalize_axis("repeat", axis, x.ndim + 1,
                            f"for the new axis of an x with ndim {x.ndim}")
