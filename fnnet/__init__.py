@@ -4,12 +4,39 @@ written by hand as a ``jax.custom_vjp`` and checked against ``jax.grad``.
 * :mod:`fnnet.manual` — the ops with hand-derived backward rules;
 * :mod:`fnnet.autodiff` — the same ops in plain ``jax.numpy`` (gradients by ``jax.grad``);
 * :func:`two_layer_net`, :func:`multi_layer_net` — the book's networks as pure functions.
+
+The names are imported on first use (PEP 562), so ``import fnnet.cli`` does not import JAX:
+the ``fnnet`` command can then turn a Ctrl-C during JAX's import into one line.
 """
 
-from fnnet import autodiff as autodiff
-from fnnet import manual as manual
-from fnnet.layers import Model as Model
-from fnnet.layers import multi_layer_net as multi_layer_net
-from fnnet.layers import two_layer_net as two_layer_net
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fnnet import autodiff as autodiff
+    from fnnet import manual as manual
+    from fnnet.layers import Model as Model
+    from fnnet.layers import multi_layer_net as multi_layer_net
+    from fnnet.layers import two_layer_net as two_layer_net
 
 __version__ = "0.1.0"
+_LAZY = {"autodiff": ("fnnet.autodiff", None), "manual": ("fnnet.manual", None),
+         "Model": ("fnnet.layers", "Model"), "multi_layer_net": ("fnnet.layers", "multi_layer_net"),
+         "two_layer_net": ("fnnet.layers", "two_layer_net")}
+__all__ = ["Model", "autodiff", "manual", "multi_layer_net", "two_layer_net"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fnnet' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -411,3 +411,17 @@ def test_conv_and_batchnorm_dropout_nets_train_from_the_command_line(tmp_path, c
 def test_gradcheck_of_the_simple_conv_net_passes(capsys):
     assert main(["gradcheck", "--net", "simple-conv", "--max-entries", "4"]) == 0
     assert "simple-conv (init normal) on 3 digits samples, float64" in capsys.readouterr().out
+
+
+def test_the_command_imports_jax_inside_main_so_ctrl_c_there_is_one_line(monkeypatch, capsys):
+    code = "import sys, fnnet.cli; print('jax' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=ENV, check=True, timeout=120)
+    assert result.stdout.strip() == "False"  # fnnet/__init__ is lazy
+
+    def interrupted_import():
+        raise KeyboardInterrupt  # as if Ctrl-C arrived while JAX was being imported
+
+    monkeypatch.setattr("fnnet.cli.build_parser", interrupted_import)
+    assert main(["train"]) == 130
+    assert capsys.readouterr().err == "fnnet: interrupted\n"
