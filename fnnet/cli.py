@@ -827,7 +827,7 @@ def _one_line_warnings(command: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fnnet`` console script; returns the exit status (see the module
-    docstring). Ctrl-C at any point after the imports exits 130 with one line."""
+    docstring). Ctrl-C at any point, JAX's import included, exits 130 with one line."""
     command = "fnnet"
     try:
         parser = build_parser()
