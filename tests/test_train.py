@@ -139,3 +139,40 @@ def test_fit_trains_digits_to_high_accuracy_with_a_full_history(digits):
     assert history.compile_s > 0 and all(s > 0 for s in history.steps_per_s)
     x_test, t_test = jnp.asarray(digits.x_test), jnp.asarray(digits.t_test)
     assert float(net.accuracy(params, x_test, t_test)) == pytest.approx(history.test_acc[-1])
+
+
+# --- fit's pieces, one at a time -----------------------------------------------------------
+
+
+def test_remaining_epochs_continue_a_resumed_run_to_the_new_total():
+    from fnnet.train import _remaining_epochs, _RunState
+
+    fresh = _RunState(epoch=0, step=0, checkpoint=None, saved_step=-1)
+    assert _remaining_epochs([14, 14, 14], fresh, 1437, 100) == [(1, 14), (2, 14), (3, 14)]
+    resumed = _RunState(epoch=1, step=20, checkpoint=None, saved_step=20)
+    assert _remaining_epochs([14, 14, 14], resumed, 1437, 100) == [(2, 14), (3, 8)]
+    done = _RunState(epoch=3, step=42, checkpoint=None, saved_step=42)
+    assert _remaining_epochs([14, 14, 14], done, 1437, 100) == []
+
+
+def test_finite_loss_check_names_the_first_bad_step_and_the_last_checkpoint(tmp_path):
+    from fnnet.train import NonFiniteLossError, _check_finite_losses, _RunState
+
+    run = _RunState(epoch=2, step=28, checkpoint=tmp_path / "step_00000028.npz", saved_step=28)
+    _check_finite_losses(np.array([0.5, 0.4]), run, 3)  # nothing to report
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(inf\) at step 30 \(epoch "
+                                                 r"3\).*last good checkpoint: .*28.npz") as info:
+        _check_finite_losses(np.array([0.5, np.inf, np.nan]), run, 3)
+    assert info.value.step == 30 and info.value.checkpoint == run.checkpoint
+
+
+def test_history_record_appends_one_epoch_and_accumulates_wall_time():
+    from fnnet.train import History
+
+    history = History()
+    common = dict(loss=1.0, train_loss=0.9, train_acc=0.5, test_loss=1.1, test_acc=0.4)
+    history.record(epoch=1, step=10, seconds=2.0, num_steps=10, **common)
+    record = history.record(epoch=2, step=20, seconds=0.5, num_steps=10, **common)
+    assert record["wall_s"] == 2.5 and record["steps_per_s"] == 20.0
+    assert history.epoch == [1, 2] and history.wall_s == [2.0, 2.5]
+    assert "state" not in history.to_dict()
