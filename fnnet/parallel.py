@@ -100,19 +100,22 @@ def wait_for_coordinator(coordinator: str, timeout_s: float, *, probe: bool = Tr
             time.sleep(poll_s)
 
 
-def data_mesh(devices: int | str | Sequence[jax.Device]) -> Mesh:
-    """A 1-D mesh over ``"data"``: ``"all"`` devices, the first ``n``, or the given ones."""
+def choose_devices(devices: int | str | Sequence[jax.Device]) -> list[jax.Device]:
+    """``"all"`` of JAX's devices, the first ``n``, or the given ones."""
     available = jax.devices()
     if devices == "all":
-        chosen = available
-    elif isinstance(devices, int):
+        return available
+    if isinstance(devices, int):
         if not 1 <= devices <= len(available):
             raise ValueError(f"devices must be in [1, {len(available)}] (JAX sees "
                              f"{len(available)} devices: {available}); got {devices}")
-        chosen = available[:devices]
-    else:
-        chosen = list(devices)
-    return Mesh(np.array(chosen), (DATA_AXIS,))
+        return available[:devices]
+    return list(devices)
+
+
+def data_mesh(devices: int | str | Sequence[jax.Device]) -> Mesh:
+    """A 1-D mesh over ``"data"`` on :func:`choose_devices`."""
+    return Mesh(np.array(choose_devices(devices)), (DATA_AXIS,))
 
 
 def check_batch_divides(batch_size: int, mesh: Mesh) -> None:

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 from fnnet._checks import check_int
 from fnnet.layers import Model
 from fnnet.optim import OPTIMIZERS, get_optimizer, weight_decay_penalty
+from fnnet.parallel import choose_devices
 from fnnet.train import NOISE_STREAM, SAMPLINGS, TrainState, batch_indices
 
 TRIALS_AXIS = "trials"
@@ -274,16 +275,7 @@ class _Placement:
         if devices is None:
             self.mesh, self.count = None, 1
             return
-        available = jax.devices()
-        if devices == "all":
-            chosen = available
-        elif isinstance(devices, int):
-            if not 1 <= devices <= len(available):
-                raise ValueError(f"devices must be in [1, {len(available)}] (JAX sees "
-                                 f"{len(available)}); got {devices}")
-            chosen = available[:devices]
-        else:
-            chosen = list(devices)
+        chosen = choose_devices(devices)
         self.mesh, self.count = Mesh(np.array(chosen), (TRIALS_AXIS,)), len(chosen)
 
     def shardings(self) -> tuple[NamedSharding, NamedSharding]:
