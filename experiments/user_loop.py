@@ -207,6 +207,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     profile = {}
     if args.profile:
         per_round: dict[str, list[dict[str, float]]] = {g: [] for g in GRADS}
+        # The first trace of a process runs slower (profiler start-up): one thrown away.
+        kernel_times(lambda: compiled["manual"](params0, X, T, batches), 1,
+                     Path(args.trace_dir) / "warm-up")
         for r in range(args.profile):
             for g in (GRADS if r % 2 == 0 else GRADS[::-1]):
                 per_round[g].append(kernel_times(
