@@ -18,7 +18,7 @@ alone — the kernels XLA launches per step.
     python experiments/user_loop.py                     # relu, 5 runs of 3 epochs
     python experiments/user_loop.py --activation sigmoid --runs 7
 
-Output: ``experiments/results/user_loop-<activation>.json`` and ``.md``.
+Output: ``experiments/results/user_loop-<activation>-<labels>.json`` and ``.md`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -312,7 +312,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "and report per-kernel median times (default: 0, off)")
     parser.add_argument("--trace-dir", default="/tmp/fnnet-user-loop-traces",
                         help="where the --profile traces go")
-    parser.add_argument("--out", type=Path, help="JSON path (default: results/user_loop-<act>)")
+    parser.add_argument("--out", type=Path,
+                        help="JSON path (default: results/user_loop-<activation>-<labels>.json)")
     return parser.parse_args(argv)
 
 
