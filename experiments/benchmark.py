@@ -13,6 +13,9 @@ Rows:
   (``optax.sgd``) × ``loop`` jit (``make_train_step`` once per step from a Python loop, the
   batch gathered on the device from the index matrix) or scan (``make_epoch``: one
   ``lax.scan`` per chunk of ``--chunk`` steps, by default one epoch);
+* the "user's own loop" (issue 11), 2 rows ``fnnet-<grads>-userloop``: the model's ``loss``
+  in the plainest loop a user writes (``experiments/user_loop.py``): ``jax.grad`` and a plain
+  SGD ``jax.tree.map`` in a jitted ``lax.scan`` over the same chunks, no unroll;
 * peers (``experiments/peers/``): numpy-book (the book's layer classes), torch-eager and
   torch-compile (``nn.Sequential`` + ``torch.optim.SGD``; skipped when torch is missing),
   plain-jax-jit (``jax.grad`` + ``jax.jit`` of a hand-written loss), optax-jit (the same loss
@@ -70,6 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from peers import PairParams, jax_common, numpy_book, optax_only, plain_jax
+from user_loop import user_epoch
 
 import fnnet
 from fnnet.data import Dataset, DatasetError, load_dataset
@@ -185,11 +189,32 @@ def fnnet_trainer(grads: str, optimizer: str, loop: str, chunk: int,
     return train
 
 
+def user_loop_trainer(grads: str, chunk: int) -> Trainer:
+    """A trainer for the "user's own loop" (issue 11, ``experiments/user_loop.py``): not
+    fnnet.train but ``jax.grad(model.loss)`` and a plain SGD ``tree.map`` in a jitted
+    ``lax.scan`` (no unroll) over chunks of ``chunk`` index batches."""
+    def train(params: PairParams, x: np.ndarray, t: np.ndarray, indices: np.ndarray,
+              lr: float, activation: str) -> tuple[PairParams, float, float]:
+        model = fnnet.multi_layer_net(params[0][0].shape[0], [W.shape[1] for W, _ in params[:-1]],
+                                      params[-1][0].shape[1], activation=activation, grads=grads)
+        epoch = user_epoch(model.loss, lr)
+        with_outputs = jax.jit(lambda p, X, T, batches: (epoch(p, X, T, batches), None))
+        initial = to_fnnet(params)
+        (final,), seconds, compile_s = train_scanned(
+            with_outputs, lambda: (jax.device_put(initial),), x, t, indices, chunk)
+        return from_fnnet(final), seconds, compile_s
+
+    return train
+
+
 def fnnet_impls(chunk: int, bf16: bool) -> list[Impl]:
-    """The 8 fnnet rows, plus 4 bfloat16 rows (hand SGD) with ``bf16``."""
+    """The 8 fnnet rows and the 2 user-loop rows, plus 4 bfloat16 rows (hand SGD) with
+    ``bf16``."""
     rows = [Impl(f"fnnet-{grads}-{opt}-{loop}", fnnet_trainer(grads, opt, loop, chunk), "device")
             for grads in ("manual", "autodiff") for opt in ("handsgd", "optaxsgd")
             for loop in ("jit", "scan")]
+    rows += [Impl(f"fnnet-{grads}-userloop", user_loop_trainer(grads, chunk), "device")
+             for grads in ("manual", "autodiff")]
     if bf16:
         rows += [Impl(f"fnnet-{grads}-handsgd-{loop}-bf16",
                       fnnet_trainer(grads, "handsgd", loop, chunk, "bfloat16"), "device",

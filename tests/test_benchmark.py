@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 FNNET_ROWS = {f"fnnet-{grads}-{opt}-{loop}" for grads in ("manual", "autodiff")
               for opt in ("handsgd", "optaxsgd") for loop in ("jit", "scan")}
+FNNET_ROWS |= {f"fnnet-{grads}-userloop" for grads in ("manual", "autodiff")}
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 RATES = ("us_per_step", "steps_per_s", "samples_per_s", "gflops", "pct_of_peak")
 
@@ -107,7 +108,9 @@ def test_peers_take_the_same_steps_as_fnnet(bench, activation):
     reference, _, _ = bench.fnnet_trainer("manual", "handsgd", "scan", chunk=5)(
         params, data.x_train, data.t_train, indices, cfg.lr, activation)
     for train in (numpy_book.train, plain_jax.train, optax_only.train,
-                  bench.fnnet_trainer("autodiff", "optaxsgd", "jit", chunk=5)):
+                  bench.fnnet_trainer("autodiff", "optaxsgd", "jit", chunk=5),
+                  bench.user_loop_trainer("manual", chunk=5),
+                  bench.user_loop_trainer("autodiff", chunk=5)):
         final, seconds, compile_s = train(params, data.x_train, data.t_train, indices, cfg.lr,
                                           activation)
         assert seconds > 0 and compile_s >= 0

@@ -177,3 +177,12 @@ BAD_INPUTS = [
 def test_bad_input_is_a_clear_error(ops, name, args, error, message):
     with pytest.raises(error, match=message):
         getattr(ops, name)(*args)
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "cross_entropy_error"])
+def test_manual_gradient_rows_of_out_of_range_labels_are_nan_under_jit(name):
+    # Guards the rules' formulation: XLA rewrites a * convert(pred) into select(pred, a, 0),
+    # which would silently turn NaN rows into zeros under jit.
+    x = jax.nn.softmax(jnp.ones((3, 4))) if name == "cross_entropy_error" else jnp.zeros((3, 4))
+    grad = jax.jit(jax.grad(getattr(manual, name)))(x, jnp.array([0, 4, -1]))
+    assert np.all(np.isfinite(grad[0])) and np.all(np.isnan(grad[1:]))

@@ -81,10 +81,31 @@ def _pick(rows: jax.Array, labels: jax.Array) -> jax.Array:
     return picked * jnp.where(valid, 1, jnp.nan).astype(rows.dtype)
 
 
+def _one_hot(labels: jax.Array, c: int, dtype: jnp.dtype) -> jax.Array:
+    """One-hot rows ``[labels[n] == k]`` of shape ``(N, C)``; all-zero rows outside ``[0, C)``."""
+    return (labels[:, None] == jnp.arange(c)).astype(dtype)
+
+
 def _one_hot_or_nan(labels: jax.Array, c: int, dtype: jnp.dtype) -> jax.Array:
-    """One-hot rows of ``labels``; rows of NaN for labels outside ``[0, C)``."""
+    """One-hot rows of ``labels``; rows of NaN for labels outside ``[0, C)``.
+
+    Not ``_row_scale(…) * _one_hot(…)``: XLA rewrites ``a * convert(pred)`` into
+    ``select(pred, a, 0)``, which would turn those NaN rows back into zeros under ``jit``.
+    """
     valid = (labels >= 0) & (labels < c)
-    return jnp.where(valid[:, None], jax.nn.one_hot(labels, c, dtype=dtype), jnp.nan)
+    return jnp.where(valid[:, None], _one_hot(labels, c, dtype), jnp.nan)
+
+
+def _row_scale(labels: jax.Array, c: int, scale: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """``scale`` per row as a ``(N, 1)`` column; NaN for the rows whose label is outside ``[0, C)``.
+
+    Multiplying a backward rule's ``(N, C)`` result by this column turns the invalid rows into
+    NaN. It costs one select per row, where a ``where`` over the whole ``(N, C)`` one-hot cost
+    one per entry and, on XLA:CPU, made the softmax-CE backward fusion ~2.5× slower (see
+    experiments/PERFORMANCE.md, "The user's own loop").
+    """
+    valid = (labels >= 0) & (labels < c)
+    return jnp.where(valid, scale, jnp.nan).astype(dtype)[:, None]
 
 
 def _masked_log(logp: jax.Array, soft_labels: jax.Array) -> jax.Array:
@@ -165,7 +186,7 @@ def _sce_bwd(res, g: jax.Array):
     n, c = logp.shape
     y = jnp.exp(logp)
     if _is_int(labels):
-        dx = (g / n) * (y - _one_hot_or_nan(labels, c, logp.dtype))
+        dx = _row_scale(labels, c, g / n, logp.dtype) * (y - _one_hot(labels, c, logp.dtype))
         return dx.astype(g.dtype), None
     t = labels.astype(logp.dtype)
     dx = (g / n) * (y * jnp.sum(t, axis=1, keepdims=True) - t)
