@@ -339,13 +339,18 @@ def weight_count(params: PairParams) -> int:
 
 def matmul_peak(device: jax.Device, size: int, tries: int, bf16: bool) -> dict[str, Any]:
     """GFLOP/s of a ``size²`` fp32 matmul, best of ``tries``: NumPy and JAX (jitted, on
-    ``device``), plus bfloat16 through JAX on a GPU. ``2·size³`` FLOPs per product."""
+    ``device``), plus bfloat16 through JAX on a GPU. ``2·size³`` FLOPs per product. NumPy
+    (the CPU) multiplies at most 2048² (``numpy_size``): a GPU-sized product would take
+    minutes there."""
     flops = 2 * size**3
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
-    numpy_s = min(_timed(lambda: a @ b) for _ in range(tries))
+    cpu_size = min(size, 2048)
+    a_cpu, b_cpu = a[:cpu_size, :cpu_size], b[:cpu_size, :cpu_size]
+    numpy_s = min(_timed(lambda: a_cpu @ b_cpu) for _ in range(tries))
     matmul = jax.jit(jnp.matmul)
-    peak = {"size": size, "tries": tries, "numpy": flops / numpy_s / 1e9}
+    peak = {"size": size, "tries": tries, "numpy_size": cpu_size,
+            "numpy": 2 * cpu_size**3 / numpy_s / 1e9}
     dtypes = [("jax", jnp.float32)] + ([("jax_bf16", jnp.bfloat16)] if bf16 else [])
     for key, dtype in dtypes:
         a_dev, b_dev = jax.device_put((a.astype(dtype), b.astype(dtype)), device)
@@ -357,14 +362,16 @@ def matmul_peak(device: jax.Device, size: int, tries: int, bf16: bool) -> dict[s
 
 
 def matmul_only(params: PairParams, batch_size: int, device: jax.Device, steps: int = 600,
-                tries: int = 5) -> dict[str, float]:
+                tries: int = 5, *, with_numpy: bool = True) -> dict[str, float | None]:
     """µs per training step spent in the step's matmuls alone, at this config's shapes.
 
     Per layer ``l`` with input ``h`` (batch × in) and weights ``W`` (in × out): the forward
     ``h·W``, the weight gradient ``hᵀ·g`` and, above the first layer, ``g·Wᵀ`` — the matmuls
     any implementation must do. JAX: ``steps`` of them in one jitted ``lax.scan`` over
     contiguous random inputs (the weights are updated, so nothing is hoisted out of the
-    loop); NumPy: a Python loop over the same products. Best of ``tries``.
+    loop); NumPy: a Python loop over the same products, ``with_numpy`` only (the caller
+    passes it for CPU runs: a device config's floor is the device's, and NumPy on the host
+    would measure another machine, for hours at the ``huge`` shapes). Best of ``tries``.
     """
     rng = np.random.default_rng(1)
     weights = [np.asarray(W, np.float32) for W, _ in params]
@@ -391,10 +398,13 @@ def matmul_only(params: PairParams, batch_size: int, device: jax.Device, steps: 
     jax.block_until_ready(scanned(Ws_dev, xs_dev))
     jax_s = min(_timed(lambda: jax.block_until_ready(scanned(Ws_dev, xs_dev)))
                 for _ in range(tries))
-    numpy_steps = min(steps, 200)
-    numpy_s = min(_timed(lambda: [products(x, weights, np.matmul, np.transpose)
-                                  for x in xs[:numpy_steps]]) for _ in range(tries))
-    return {"jax": 1e6 * jax_s / steps, "numpy": 1e6 * numpy_s / numpy_steps}
+    floor = {"jax": 1e6 * jax_s / steps, "numpy": None}
+    if with_numpy:
+        numpy_steps = min(steps, 200)
+        numpy_s = min(_timed(lambda: [products(x, weights, np.matmul, np.transpose)
+                                      for x in xs[:numpy_steps]]) for _ in range(tries))
+        floor["numpy"] = 1e6 * numpy_s / numpy_steps
+    return floor
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -564,10 +574,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"lr {c['lr']}, {c['steps']:,} steps, median of {c['repeats']} run(s); "
         f"data: {c['dataset']} ({c['dataset_source']}). "
         f"FLOPs/step = 6·batch·weights = {c['flops_per_step'] / 1e6:,.1f} M. "
-        f"Matmul peak ({peak['size']}² fp32, best of {peak['tries']}), GFLOP/s: {peak_text}. "
+        f"Matmul peak ({peak['size']}² fp32, NumPy {peak.get('numpy_size', peak['size'])}², "
+        f"best of {peak['tries']}), GFLOP/s: {peak_text}. "
         f"The step's matmuls alone at these shapes: "
-        f"{result['matmul_only_us_per_step']['jax']:,.1f} µs/step through JAX, "
-        f"{result['matmul_only_us_per_step']['numpy']:,.1f} through NumPy.",
+        f"{result['matmul_only_us_per_step']['jax']:,.1f} µs/step through JAX" + (
+            f", {result['matmul_only_us_per_step']['numpy']:,.1f} through NumPy."
+            if result["matmul_only_us_per_step"]["numpy"] is not None else
+            " (on the device; NumPy's floor is measured on CPU runs only)."),
         "",
         "| implementation | µs/step | steps/s | samples/s | achieved GFLOP/s "
         "| % of measured matmul peak | compile s | final test acc |",
@@ -706,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     load_start = load_average()
     with jax.default_device(device):
         peak = matmul_peak(device, size, tries, bf16)
-        floor = matmul_only(params, cfg.batch_size, device, tries=2 if args.quick else 5)
+        floor = matmul_only(params, cfg.batch_size, device, tries=2 if args.quick else 5,
+                            with_numpy=not gpu)
         setup = Setup(cfg, data, params, indices, peak, device.platform)
         print(f"{cfg.name}: {len(impls)} rows × {cfg.repeats} run(s) of {cfg.steps:,} steps on "
               f"{device.device_kind}; data {data.name}; matmul peak " +

@@ -147,3 +147,12 @@ def test_numpy_evaluate_counts_hits_and_mean_loss(bench):
 def test_bad_command_lines_are_refused(bench, argv):
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
+
+
+def test_the_matmul_only_floor_of_a_device_run_is_measured_on_that_device_only(bench):
+    params = [(np.ones((8, 4), np.float32), np.zeros(4, np.float32)),
+              (np.ones((4, 3), np.float32), np.zeros(3, np.float32))]
+    cpu = bench.matmul_only(params, 2, jax.devices()[0], steps=4, tries=1)
+    assert cpu["jax"] > 0 and cpu["numpy"] > 0
+    device = bench.matmul_only(params, 2, jax.devices()[0], steps=4, tries=1, with_numpy=False)
+    assert device["jax"] > 0 and device["numpy"] is None
