@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/fnnet train --dataset digits --init he --epochs 100 --log-every 10
 
+# Two pytest workers: the suite is mostly single-threaded compiles, so two cores halve it.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 gradcheck: $(STAMP)
 	$(BIN)/fnnet gradcheck --net two-layer --dtype float64
