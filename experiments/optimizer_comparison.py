@@ -77,11 +77,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--iterations", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=128)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     write("optimizer_comparison", args, run(args), plot)
 
 

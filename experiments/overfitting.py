@@ -11,7 +11,7 @@ while training — where the book scales by (1 − rate) at test time: the same 
 expectation). The book trains its dropout run for 301 epochs; here all three run 201.
 
     python experiments/overfitting.py           # Fashion-MNIST, a few minutes
-    python experiments/overfitting.py --quick   # digits, 20 epochs
+    python experiments/overfitting.py --quick   # digits, 5 epochs
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from fnnet.train import fit
 
 def run(args) -> dict[str, Any]:
     data = load(args, train_size=args.train_size)
-    epochs = 20 if args.quick else args.epochs
+    epochs = 5 if args.quick else args.epochs
     sizes = (data.x_train.shape[1], [100] * 6, data.num_classes)
     variants = {"plain": {}, f"weight decay {args.weight_decay}": {
         "weight_decay": args.weight_decay}, f"dropout {args.dropout}": {"dropout": args.dropout}}
@@ -81,7 +81,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--train-size", type=int, default=300)
     p.add_argument("--epochs", type=int, default=201)
@@ -89,7 +89,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--dropout", type=float, default=0.2)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     write("overfitting", args, run(args), plot)
 
 

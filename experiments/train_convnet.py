@@ -131,10 +131,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     print(f"{args.net} on {args.dataset}: {len(data.x_train)} train / {len(data.x_test)} test, "
           f"{args.epochs} epochs; same run as: {command_line(args)}", flush=True)
-    _, fitted = fit(net, net.init(init_key), data, optimizer=get_optimizer("adam", args.lr),
-                    key=data_key, batch_size=args.batch_size, epochs=args.epochs,
-                    checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                    settings=settings, progress=not args.no_progress, on_epoch=on_epoch)
+    try:
+        _, fitted = fit(net, net.init(init_key), data,
+                        optimizer=get_optimizer("adam", args.lr), key=data_key,
+                        batch_size=args.batch_size, epochs=args.epochs,
+                        checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                        settings=settings, progress=not args.no_progress, on_epoch=on_epoch)
+    except KeyboardInterrupt:  # fit has saved the last finished epoch (with --checkpoint-dir)
+        result["status"] = f"interrupted after epoch {history['epoch'][-1] if history else 0}"
+        write(result, json_path)
+        print(f"interrupted; {json_path} holds the finished epochs", file=sys.stderr)
+        raise SystemExit(130) from None
     result["status"] = "complete"
     result["compile_s"] = fitted.compile_s
     result["first_epoch_at_target"] = first_epoch_reaching(history, args.target)
@@ -152,7 +159,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grads", choices=("manual", "autodiff"), default="manual")
     parser.add_argument("--lr", type=float, default=0.001)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, help="epochs (default 10; 2 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", type=float,
                         help="test accuracy to report the first epoch of (default: the "
@@ -162,13 +169,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true",
                         help="continue from --checkpoint-dir up to --epochs, keeping the "
                              "earlier epochs' curves from the JSON")
-    parser.add_argument("--quick", action="store_true", help="smoke run: digits, 2 epochs")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: digits, 2 epochs; writes train_<net>_quick.*")
     parser.add_argument("--name", help="output name (default: train_<net>)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        args.dataset, args.epochs = "digits", 2
+        args.dataset = "digits"
+    if args.epochs is None:
+        args.epochs = 2 if args.quick else 10
     if args.target is None:
         args.target = TARGETS[args.net]
     if args.resume and args.checkpoint_dir is None:
