@@ -98,8 +98,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     net = build_net(args.net, data.x_train.shape[1:], data.num_classes, grads=args.grads)
     init_key, data_key = jax.random.split(jax.random.key(args.seed))  # as fnnet train
     earlier: dict[str, list] = {}
+    earlier_result: dict[str, Any] = {}
     if args.resume and json_path.exists():
-        earlier = json.loads(json_path.read_text())["history"]
+        earlier_result = json.loads(json_path.read_text())
+        earlier = earlier_result["history"]
     history: dict[str, list] = {k: list(v) for k, v in earlier.items()}
     wall_offset = earlier["wall_s"][-1] if earlier.get("wall_s") else 0.0  # fit restarts it
     settings = {"dataset": args.dataset, "net": args.net, "grads": args.grads,
@@ -112,9 +114,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                               "python": platform.python_version(),
                                               "device": jax.devices()[0].device_kind,
                                               "cores": os.cpu_count()},
-                              "started": datetime.datetime.now(datetime.UTC).isoformat(
-                                  timespec="seconds"),
-                              "loadavg": [], "status": "running", "history": history}
+                              "started": earlier_result.get("started") or
+                              datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                              "resumed": [*earlier_result.get("resumed", []),
+                                          datetime.datetime.now(datetime.UTC).isoformat(
+                                              timespec="seconds")] if earlier_result else [],
+                              "loadavg": list(earlier_result.get("loadavg", [])),
+                              "status": "running", "history": history}
 
     def on_epoch(record: dict[str, Any]) -> None:
         if history and record["epoch"] <= history["epoch"][-1]:
