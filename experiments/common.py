@@ -1,0 +1,97 @@
+"""What the chapter-6 experiment scripts share: data, the run record, smoothing, output files.
+
+Every script is one command that writes ``experiments/results/<name>.json`` and
+``<name>.png``; ``--quick`` runs it tiny on the bundled digits (a smoke run, written as
+``<name>_quick``) so the tests can exercise it in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fnnet.data import DATASETS, Dataset, load_dataset
+from fnnet.layers import Model
+from fnnet.train import batch_indices, init_train_state, make_epoch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The flags every script takes: ``--dataset``, ``--seed``, ``--quick``, ``--out-dir``."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: digits, a few steps; writes <name>_quick.*")
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    return p
+
+
+def load(args: argparse.Namespace, train_size: int | None = None) -> Dataset:
+    """The dataset (digits with ``--quick``), cut to its first ``train_size`` training
+    examples when given (the book's ``x_train[:train_size]``); the test set stays whole."""
+    data = load_dataset("digits" if args.quick else args.dataset, progress=False)
+    if train_size is not None:
+        data = data._replace(x_train=data.x_train[:train_size], t_train=data.t_train[:train_size])
+    return data
+
+
+def environment() -> dict[str, Any]:
+    """Versions, device, cores and the 1/5/15-minute load average (others share the CPU)."""
+    return {"jax": jax.__version__, "python": platform.python_version(),
+            "device": jax.devices()[0].device_kind, "cores": os.cpu_count(),
+            "loadavg": list(os.getloadavg()),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+
+
+def train_steps(model: Model, params: Any, optimizer: optax.GradientTransformation,
+                data: Dataset, *, steps: int, batch_size: int,
+                key: jax.Array) -> tuple[Any, np.ndarray]:
+    """``steps`` training steps on batches drawn with replacement (the book's
+    ``np.random.choice(N, batch_size)``) as one fused :func:`fnnet.train.make_epoch`;
+    returns the final train state and the loss of every step (before its update)."""
+    indices = batch_indices(key, num_examples=len(data.x_train), batch_size=batch_size,
+                            num_steps=steps, sampling="replacement")
+    state = init_train_state(model, params, optimizer)
+    epoch = make_epoch(model, optimizer, donate=False)
+    state, losses = epoch(state, jnp.asarray(data.x_train), jnp.asarray(data.t_train), indices)
+    return state, np.asarray(losses)
+
+
+def smooth_curve(x: np.ndarray) -> np.ndarray:
+    """The book's ``smooth_curve`` (common/util.py): a length-11 Kaiser (β = 2) window,
+    reflected at the ends, as the loss plots of chapter 6 draw it."""
+    window_len = 11
+    s = np.r_[x[window_len - 1:0:-1], x, x[-1:-window_len:-1]]
+    w = np.kaiser(window_len, 2)
+    y = np.convolve(w / w.sum(), s, mode="valid")
+    return y[5:len(y) - 5]
+
+
+def write(name: str, args: argparse.Namespace, result: dict[str, Any],
+          plot: Callable[[dict[str, Any], Path], None]) -> Path:
+    """``<out-dir>/<name>[_quick].json`` and ``.png``; returns the JSON path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    stem = f"{name}_quick" if args.quick else name
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    path = args.out_dir / f"{stem}.json"
+    result = {**result, "environment": environment()}
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, path.with_suffix(".png"))
+    print(f"wrote {path} and {path.with_suffix('.png').name}")
+    return path

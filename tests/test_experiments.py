@@ -1,0 +1,122 @@
+"""Smoke tests of the chapter 6–7 experiment scripts (``--quick``: digits, a few steps) and
+the NumPy SimpleConvNet peer's gradient against fnnet's.
+
+They check that each script runs end to end and writes its JSON and PNG with the expected
+structure — never the figures themselves (those are experiments, not tests: DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
+
+
+@pytest.fixture
+def experiments(monkeypatch: pytest.MonkeyPatch):
+    """Import an experiment script by name, with ``experiments/`` on the path."""
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    return importlib.import_module
+
+
+def run_quick(experiments, name: str, out_dir: Path, *extra: str) -> dict:
+    experiments(name).main(["--quick", "--out-dir", str(out_dir), *extra])
+    result = json.loads((out_dir / f"{name}_quick.json").read_text())
+    assert (out_dir / f"{name}_quick.png").stat().st_size > 0
+    assert result["environment"]["loadavg"]
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, labels", [
+    ("optimizer_comparison", {"SGD", "Momentum", "AdaGrad", "Adam"}),
+    ("weight_init_comparison", {"std=0.01", "Xavier", "He"}),
+])
+def test_loss_curve_experiments(experiments, tmp_path, name, labels):
+    result = run_quick(experiments, name, tmp_path)
+    assert set(result["runs"]) == labels
+    steps = result["settings"]["iterations"]
+    for run in result["runs"].values():
+        assert len(run["loss"]) == steps and np.all(np.isfinite(run["loss"]))
+        assert 0 <= run["final_test_acc"] <= 1
+
+
+@pytest.mark.slow
+def test_batch_norm_comparison(experiments, tmp_path):
+    result = run_quick(experiments, "batch_norm_comparison", tmp_path)
+    epochs = result["settings"]["epochs"]
+    assert len(result["runs"]) == len(result["settings"]["weight_scales"])
+    for row in result["runs"]:
+        for variant in ("batchnorm", "plain"):
+            assert len(row[variant]["train_acc"]) == epochs + 1  # before training, each epoch
+
+
+@pytest.mark.slow
+def test_overfitting(experiments, tmp_path):
+    result = run_quick(experiments, "overfitting", tmp_path)
+    assert result["settings"]["train_size"] == 300
+    assert set(result["runs"]) == {"plain", "weight decay 0.1", "dropout 0.2"}
+    for run in result["runs"].values():
+        assert len(run["train_acc"]) == len(run["test_acc"]) == result["settings"]["epochs"]
+
+
+@pytest.mark.slow
+def test_train_convnet_writes_curves_and_resumes(experiments, tmp_path):
+    module = experiments("train_convnet")
+    common = ["--quick", "--out-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path / "ckpt"),
+              "--no-progress"]
+    module.main(common)
+    first = json.loads((tmp_path / "train_simple_conv_quick.json").read_text())
+    assert first["status"] == "complete" and first["history"]["epoch"] == [1, 2]
+    assert "fnnet train --dataset digits --net simple-conv --optimizer adam" in first["command"]
+    module.main([*common, "--resume", "--epochs", "3"])
+    resumed = json.loads((tmp_path / "train_simple_conv_quick.json").read_text())
+    assert resumed["history"]["epoch"] == [1, 2, 3]
+    assert resumed["history"]["test_acc"][:2] == first["history"]["test_acc"]
+    assert (tmp_path / "train_simple_conv_quick.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_benchmark_conv_quick(experiments, tmp_path):
+    out = tmp_path / "conv.json"
+    assert experiments("benchmark_conv").main(["--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = {row["impl"]: row for row in result["rows"]}
+    assert set(rows) == {"fnnet-manual-scan", "fnnet-autodiff-scan", "numpy-book-conv-1t"}
+    accuracies = [row["test_acc"] for row in rows.values()]
+    assert max(accuracies) - min(accuracies) <= 0.01  # same init, same batches, same Adam
+    assert result["ratios"]["numpy_over_manual"] > 0
+    assert out.with_suffix(".md").read_text().count("| fnnet-") == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_conv_peer_gradient_matches_fnnet(experiments, dtype):
+    """The book's NumPy layers and fnnet's hand rules give the same loss and gradients."""
+    nb = experiments("peers.numpy_book_conv")
+    from fnnet.layers import simple_conv_net
+
+    with jax.enable_x64(dtype == np.float64), jax.default_matmul_precision("highest"):
+        net = simple_conv_net((2, 9, 9), 5, filters=4, kernel=3, hidden=7, weight_init="he",
+                              dtype=jnp.dtype(dtype))
+        params = net.init(jax.random.key(1))
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((6, 2, 9, 9)).astype(dtype)
+        t = rng.integers(0, 5, 6).astype(np.int32)
+        loss, grads = jax.value_and_grad(net.loss)(params, jnp.asarray(x), jnp.asarray(t))
+        peer = nb.SimpleConvNet(nb.as_numpy(params))
+        peer_loss, peer_grads = peer.gradient(x.astype(np.float32), t)
+    tol = 1e-5
+    assert abs(float(loss) - peer_loss) <= tol
+    for layer, leaves in peer_grads.items():
+        for name, value in leaves.items():
+            assert value.dtype == np.float32, (layer, name)
+            np.testing.assert_allclose(value, np.asarray(grads[layer][name]), atol=tol,
+                                       err_msg=f"{layer}/{name}")
