@@ -233,6 +233,12 @@ def batch_norm_layer(*, momentum: float = 0.9, eps: float = 1e-5,
     the hand rule) and returns the state ``running ← momentum·running + (1 − momentum)·batch``
     (the book's momentum 0.9; the statistics carry no gradient); in eval mode it normalises
     with the running statistics (:func:`fnnet.ops.norm.batch_norm_inference`).
+
+    The running variance starts at 1 (as PyTorch and Keras do), the book's at 0: with tiny
+    initial weights the book's 0 makes eval mode agree with the batch statistics sooner (its
+    running variance is then close to the small batch variances), fnnet's 1 for the first few
+    epochs less so; training is the same. ``experiments/batch_norm_comparison.py`` starts at
+    0 like the book (``--running-var-init``).
     """
     momentum = check_fraction("batch norm momentum", momentum)
     ops = ops_for(grads)
