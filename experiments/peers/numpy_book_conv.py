@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from peers.numpy_book import blas_threads
+from peers import numpy_book
+from peers.numpy_book import Relu, SoftmaxWithLoss, blas_threads
 
 ConvParams = dict[str, dict[str, np.ndarray]]
 LAYERS = ("conv1", "affine1", "affine2")
@@ -119,60 +120,16 @@ class Pooling:
         return col2im(dcol, self.x_shape, self.pool_h, self.pool_w, self.stride, self.pad)
 
 
-class Affine:
-    """``y = x·W + b`` over the flattened input; ``dx`` is reshaped back to the input's shape."""
-
-    def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
-        self.W, self.b = W, b
-        self.x = self.dW = self.db = None
-        self.x_shape: tuple[int, ...] = ()
+class Affine(numpy_book.Affine):
+    """The book's Affine over the flattened input; ``dx`` is reshaped back to the input's
+    shape (the two-layer peer's Affine takes flat rows already)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x_shape = x.shape
-        self.x = x.reshape(x.shape[0], -1)
-        return self.x @ self.W + self.b
+        return super().forward(x.reshape(x.shape[0], -1))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        self.dW = self.x.T @ dout
-        self.db = np.sum(dout, axis=0)
-        return (dout @ self.W.T).reshape(self.x_shape)
-
-
-class Relu:
-    """``y = max(x, 0)``; backward ``dx = dout·[x > 0]`` (``dout`` left alone)."""
-
-    def __init__(self) -> None:
-        self.mask = None
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.mask = x <= 0
-        out = x.copy()
-        out[self.mask] = 0
-        return out
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx = dout.copy()
-        dx[self.mask] = 0
-        return dx
-
-
-class SoftmaxWithLoss:
-    """Softmax + cross-entropy, batch mean; backward ``dx = dout·(y − onehot(t))/N``."""
-
-    def __init__(self) -> None:
-        self.y = self.t = None
-
-    def forward(self, x: np.ndarray, t: np.ndarray) -> float:
-        self.t = t
-        shifted = x - np.max(x, axis=1, keepdims=True)
-        logp = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-        self.y = np.exp(logp)
-        return float(-np.mean(logp[np.arange(len(t)), t]))
-
-    def backward(self, dout: float = 1) -> np.ndarray:
-        dx = self.y.copy()
-        dx[np.arange(len(self.t)), self.t] -= 1
-        return dx * np.float32(dout / len(self.t))
+        return super().backward(dout).reshape(self.x_shape)
 
 
 class SimpleConvNet:
