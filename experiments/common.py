@@ -81,6 +81,23 @@ def smooth_curve(x: np.ndarray) -> np.ndarray:
     return y[5:len(y) - 5]
 
 
+def plot_loss_curves(result: dict[str, Any], path: Path, *, ylim: tuple[float, float],
+                     title: str) -> None:
+    """The book's loss-curve figure: each run's smoothed training loss against iterations."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (label, run), marker in zip(result["runs"].items(), "o^sDv", strict=False):
+        loss = smooth_curve(run["loss"])
+        ax.plot(range(1, len(loss) + 1), loss, marker=marker, markevery=100, label=label)
+    ax.set(xlabel="iterations", ylabel="loss", ylim=ylim, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write(name: str, args: argparse.Namespace, result: dict[str, Any],
           plot: Callable[[dict[str, Any], Path], None]) -> Path:
     """``<out-dir>/<name>[_quick].json`` and ``.png``; returns the JSON path."""

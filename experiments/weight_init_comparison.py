@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
-from common import load, parser, smooth_curve, train_steps, write
+from common import load, parser, plot_loss_curves, train_steps, write
 
 import fnnet
 from fnnet.optim import sgd
@@ -54,20 +54,9 @@ def run(args) -> dict[str, Any]:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (label, run), marker in zip(result["runs"].items(), "o^s", strict=True):
-        loss = smooth_curve(run["loss"])
-        ax.plot(range(1, len(loss) + 1), loss, marker=marker, markevery=100, label=label)
     s = result["settings"]
-    ax.set(xlabel="iterations", ylabel="loss", ylim=(0, 2.5), title=(
+    plot_loss_curves(result, path, ylim=(0, 2.5), title=(
         f"weight init on {s['dataset']}: 5-layer 100-unit ReLU MLP, SGD lr {s['lr']}"))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
