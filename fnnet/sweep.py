@@ -47,7 +47,7 @@ from fnnet._checks import check_int
 from fnnet.layers import Model
 from fnnet.optim import OPTIMIZERS, get_optimizer, weight_decay_penalty
 from fnnet.parallel import choose_devices
-from fnnet.train import NOISE_STREAM, SAMPLINGS, TrainState, batch_indices
+from fnnet.train import NOISE_STREAM, SAMPLINGS, TrainState, _step, batch_indices, metric_sums
 
 TRIALS_AXIS = "trials"
 SEED_MAX = 2**32 - 1
@@ -232,40 +232,15 @@ class SweepResult:
 # --- the compiled pieces ----------------------------------------------------------------------
 
 
-def _train_step(model: Model, optimizer: optax.GradientTransformation, train_state: TrainState,
-                x: jax.Array, t: jax.Array, key: jax.Array, lam: jax.Array):
-    """One trial's step: ``fit``'s step with the penalty ``½·λ·ΣW²`` added to the loss."""
-    params, opt_state, model_state = train_state
+def _with_penalty(model: Model, lam: jax.Array) -> Model:
+    """``model`` whose training loss adds the book's ``½·λ·ΣW²`` with a traced ``λ`` (one per
+    trial), so the sweep trains with ``fit``'s own step."""
 
-    def loss_fn(params, model_state):
-        loss, model_state = model.loss_and_state(params, model_state, x, t, key=key)
-        return loss + weight_decay_penalty(params, lam), model_state
+    def loss_and_state(params, state, x, t, *, key=None):
+        loss, state = model.loss_and_state(params, state, x, t, key=key)
+        return loss + weight_decay_penalty(params, lam), state
 
-    (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, model_state)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return TrainState(optax.apply_updates(params, updates), opt_state, model_state), loss
-
-
-def _metric_sums(model: Model, params, state, x: jax.Array, t: jax.Array,
-                 batch_size: int) -> tuple[jax.Array, jax.Array]:
-    """Summed eval-mode loss and hits over all of ``(x, t)`` in batches (as ``evaluate``)."""
-    n = x.shape[0]
-    size = min(batch_size, n)
-    full = n - n % size
-
-    def one(batch):
-        xb, tb = batch
-        loss = model.loss(params, xb, tb, state=state, train=False)
-        return loss * xb.shape[0], model.accuracy(params, xb, tb, state=state) * xb.shape[0]
-
-    loss_sum, hits = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
-    for start, stop, b in ((0, full, size), (full, n, n - full)):
-        if stop > start:
-            xs = x[start:stop].reshape(-1, b, *x.shape[1:])
-            ts = t[start:stop].reshape(-1, b, *t.shape[1:])
-            losses, hit = jax.lax.map(one, (xs, ts))
-            loss_sum, hits = loss_sum + jnp.sum(losses), hits + jnp.sum(hit)
-    return loss_sum, hits
+    return model._replace(loss_and_state=loss_and_state)
 
 
 class _Placement:
@@ -313,19 +288,19 @@ def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placemen
 
         def body(state, indices_and_step):
             idx, i = indices_and_step
-            return _train_step(model, update_only, state, x[idx], t[idx],
-                               jax.random.fold_in(noise_key, i), lam)
+            return _step(_with_penalty(model, lam), update_only, state, x[idx], t[idx],
+                         jax.random.fold_in(noise_key, i))
 
         train_state, losses = jax.lax.scan(
             body, train_state, (indices, jnp.arange(steps, dtype=jnp.uint32)), unroll=unroll)
         params, model_state = train_state.params, train_state.model_state
         metrics = jnp.stack([
-            *_metric_sums(model, params, model_state, x, t, eval_batch_size),
-            *_metric_sums(model, params, model_state, x_val, t_val, eval_batch_size)])
+            *metric_sums(model, params, model_state, x, t, eval_batch_size),
+            *metric_sums(model, params, model_state, x_val, t_val, eval_batch_size)])
         return train_state, losses, metrics
 
     def test_one(train_state, x, t):
-        return jnp.stack(_metric_sums(model, train_state.params, train_state.model_state, x, t,
+        return jnp.stack(metric_sums(model, train_state.params, train_state.model_state, x, t,
                                       eval_batch_size))
 
     def place_on_mesh(*arguments: str) -> dict[str, Any]:

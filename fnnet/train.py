@@ -130,43 +130,47 @@ def batch_indices(key: jax.Array, *, num_examples: int, batch_size: int, num_ste
 # --- evaluation ----------------------------------------------------------------------------
 
 
-@partial(jax.jit, static_argnums=0)
-def _loss_and_hit_sums(model: Model, params, state, x_batches, t_batches):
-    def one_batch(batch):
-        x, t = batch
-        size = x.shape[0]
-        loss = model.loss(params, x, t, state=state, train=False)
-        loss = loss.astype(jnp.promote_types(loss.dtype, jnp.float32))
-        return loss * size, model.accuracy(params, x, t, state=state) * size
+def metric_sums(model: Model, params: Params, state: State, x: jax.Array, t: jax.Array,
+                batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """Summed eval-mode loss and hits over **all** of ``(x, t)``, traceable (``jit``,
+    ``vmap``): ``model.loss(..., train=False)`` and ``model.accuracy`` batch by batch, each
+    weighted by its size; the ``N mod batch_size`` examples left after the full batches form
+    one more, smaller batch, so nothing is dropped. Sums in at least float32."""
+    n = x.shape[0]
+    size = min(batch_size, n)
+    full = n - n % size
 
-    loss_sums, hits = jax.lax.map(one_batch, (x_batches, t_batches))
-    return jnp.sum(loss_sums), jnp.sum(hits)
+    def one(batch):
+        xb, tb = batch
+        loss = model.loss(params, xb, tb, state=state, train=False)
+        loss = loss.astype(jnp.promote_types(loss.dtype, jnp.float32))
+        return loss * xb.shape[0], model.accuracy(params, xb, tb, state=state) * xb.shape[0]
+
+    loss_sum, hits = 0.0, 0.0
+    for start, stop, b in ((0, full, size), (full, n, n - full)):
+        if stop > start:
+            xs = x[start:stop].reshape(-1, b, *x.shape[1:])
+            ts = t[start:stop].reshape(-1, b, *t.shape[1:])
+            losses, hit = jax.lax.map(one, (xs, ts))
+            loss_sum, hits = loss_sum + jnp.sum(losses), hits + jnp.sum(hit)
+    return loss_sum, hits
+
+
+_jitted_metric_sums = jax.jit(metric_sums, static_argnums=(0, 5))
 
 
 def evaluate(model: Model, params: Params, x: jax.Array, t: jax.Array, *,
              state: State | None = None, batch_size: int = 1000) -> tuple[float, float]:
-    """The model's own mean loss and accuracy over **all** of ``(x, t)``, in eval mode.
-
-    Runs ``model.loss(..., train=False)`` and ``model.accuracy`` (with the running statistics
-    ``state`` of a net that has them) batch by batch and weights each batch by its size. The
-    ``N mod batch_size`` examples left after the full batches form one more, smaller batch:
-    nothing is dropped. ``t`` is integer class indices ``(N,)`` or one-hot ``(N, C)``.
+    """The model's own mean loss and accuracy over **all** of ``(x, t)``, in eval mode
+    (:func:`metric_sums`, with the running statistics ``state`` of a net that has them).
+    ``t`` is integer class indices ``(N,)`` or one-hot ``(N, C)``.
     """
     n = x.shape[0]
     if n == 0:
         raise ValueError("evaluate: x has no examples")
-    batch_size = min(batch_size, n)
-    full = n - n % batch_size
-    state = {} if state is None else state
-    loss_sum, hits = 0.0, 0.0
-    for start, stop, size in ((0, full, batch_size), (full, n, n - full)):
-        if stop > start:
-            xs = x[start:stop].reshape(-1, size, *x.shape[1:])
-            ts = t[start:stop].reshape(-1, size, *t.shape[1:])
-            batch_loss, batch_hits = _loss_and_hit_sums(model, params, state, xs, ts)
-            loss_sum += float(batch_loss)
-            hits += float(batch_hits)
-    return loss_sum / n, round(hits) / n
+    loss_sum, hits = _jitted_metric_sums(model, params, {} if state is None else state, x, t,
+                                         batch_size)
+    return float(loss_sum) / n, round(float(hits)) / n
 
 
 # --- fit -----------------------------------------------------------------------------------
