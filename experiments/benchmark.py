@@ -55,7 +55,6 @@ import argparse
 import datetime
 import importlib.metadata
 import importlib.util
-import json
 import os
 import platform
 import statistics
@@ -72,6 +71,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from common import write_results
 from peers import PairParams, jax_common, numpy_book, optax_only, plain_jax
 from user_loop import user_epoch
 
@@ -745,13 +745,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "skipped": skipped,
     }
-    out = args.out or default_out(args, cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    out.with_suffix(".md").write_text(table)
-    print(table)
-    print(f"wrote {out} and {out.with_suffix('.md').name}", file=sys.stderr)
+    write_results(args.out or default_out(args, cfg), result, markdown(result))
     failed = [r for r, i in zip(rows, impls, strict=True) if "error" in r and not i.optional]
     return 1 if failed else 0
 

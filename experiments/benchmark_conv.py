@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import statistics
 import sys
 import time
@@ -45,6 +44,7 @@ from typing import Any
 import jax
 import numpy as np
 from benchmark import environment, load_average, make_indices, usable_cores
+from common import write_results
 from peers import jax_common, numpy_book_conv
 
 from fnnet.data import load_dataset
@@ -217,13 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     suffix = "-quick" if args.quick else ("" if args.steps == 600 else f"-{args.steps}steps")
     out = args.out or RESULTS / f"benchmark-{device.platform}-conv{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    if "numpy_over_manual" in ratios and "manual_over_autodiff" in ratios:
-        table = markdown(result)
-        out.with_suffix(".md").write_text(table)
-        print(table)
-    print(f"wrote {out}", file=sys.stderr)
+    complete = "numpy_over_manual" in ratios and "manual_over_autodiff" in ratios
+    write_results(out, result, markdown(result) if complete else None)
     return 0
 
 

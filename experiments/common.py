@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import platform
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,19 @@ def plot_loss_curves(result: dict[str, Any], path: Path, *, ylim: tuple[float, f
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def write_results(out: Path, result: dict[str, Any], table: str | None) -> None:
+    """``result`` as JSON at ``out`` and, given a markdown ``table``, the table beside it
+    (``out`` with ``.md``) and on stdout; the paths written go to stderr."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if table is None:
+        print(f"wrote {out}", file=sys.stderr)
+        return
+    out.with_suffix(".md").write_text(table)
+    print(table)
+    print(f"wrote {out} and {out.with_suffix('.md').name}", file=sys.stderr)
 
 
 def write(name: str, args: argparse.Namespace, result: dict[str, Any],

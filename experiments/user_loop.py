@@ -39,6 +39,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import write_results
 
 import fnnet
 from fnnet.data import DatasetError, load_dataset
@@ -321,13 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.load_start = list(os.getloadavg())
     result = run(args)
-    out = args.out or RESULTS / f"user_loop-{args.activation}-{args.labels}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    out.with_suffix(".md").write_text(table)
-    print(table)
-    print(f"wrote {out} and {out.with_suffix('.md').name}", file=sys.stderr)
+    write_results(args.out or RESULTS / f"user_loop-{args.activation}-{args.labels}.json",
+                  result, markdown(result))
     return 0
 
 
