@@ -15,6 +15,7 @@ provides only the shards that live on its own devices.
 from __future__ import annotations
 
 import inspect
+import os
 import socket
 import time
 from collections.abc import Sequence
@@ -98,6 +99,36 @@ def wait_for_coordinator(coordinator: str, timeout_s: float, *, probe: bool = Tr
                 raise DistributedError(f"could not reach the coordinator {coordinator} within "
                                        f"{timeout_s:g} s: {error.strerror or error}") from None
             time.sleep(poll_s)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def one_cpu_device_per_core(count: int | None = None) -> int | None:
+    """Make JAX's CPU backend ``count`` devices (default: :func:`usable_cores`), so that
+    independent programs placed on them (a sweep's trials) run side by side, one per core.
+
+    XLA:CPU gives one device by default, and one small model's step keeps a single core busy
+    (its matmuls are too small for the intra-op thread pool to split): sharding independent
+    work over one device per core is what uses the others. Must run before JAX's backends
+    start. Returns the count set, or None when it did nothing: the user chose already
+    (``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``, or ``JAX_NUM_CPU_DEVICES``),
+    or the backends have started (the count can no longer change).
+    """
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    if jax.config.jax_num_cpu_devices >= 0:  # set by JAX_NUM_CPU_DEVICES or in code
+        return None
+    count = usable_cores() if count is None else count
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # backends already started: JAX refuses the change
+        return None
+    return count
 
 
 def choose_devices(devices: int | str | Sequence[jax.Device]) -> list[jax.Device]:

@@ -78,11 +78,14 @@ def add_sweep_parser(commands: Any) -> None:
     cli.add_split_flags(sweep)
     sweep.set_defaults(validation=0.2)
     search.add_argument("--max-parallel", type=cli._positive_int, default=None, metavar="K",
-                        help="train at most K trials at once (default: all)")
+                        help="train at most K trials at once (default: all on a GPU; on a "
+                             "CPU, 4 per device, which was fastest there)")
     search.add_argument("--sequential", action="store_true",
                         help="one trial at a time through the same code (the baseline)")
     search.add_argument("--devices", type=cli._device_count, default=None, metavar="N|all",
-                        help="shard the trials over N devices (or all)")
+                        help="shard the trials over N devices (default: all, at most one "
+                             "per trial; on a CPU, JAX is given one device per core unless "
+                             "XLA_FLAGS or JAX_NUM_CPU_DEVICES says otherwise)")
     run = sweep.add_argument_group("run")
     run.add_argument("--out", type=Path, default=None,
                      help="JSON: settings, every trial (η, λ, seed, accuracies, curves, and "
@@ -137,10 +140,13 @@ def _finite(values: Any) -> Any:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    from fnnet.parallel import one_cpu_device_per_core
+
+    one_cpu_device_per_core()  # before JAX starts: on a CPU, trials then run one core each
     import jax
 
     from fnnet.data import load_dataset
-    from fnnet.sweep import best_trials, chunk_plan, sample_trials, sweep
+    from fnnet.sweep import best_trials, chunk_plan, default_max_parallel, sample_trials, sweep
 
     options = cli.net_options(args)
     if args.sequential:
@@ -152,12 +158,19 @@ def run_sweep(args: argparse.Namespace) -> int:
                                  f"leave out --devices {args.devices}")
         args.max_parallel = 1
     given = cli.hyperparams_from_args(args)
-    devices = args.devices
-    count = len(jax.devices()) if devices == "all" else (devices or 1)
-    if count > len(jax.devices()):
-        raise cli.UsageError(f"--devices {devices}: JAX sees only {len(jax.devices())} "
-                             f"devices ({jax.devices()})")
-    chunks, size = chunk_plan(args.trials, args.max_parallel, count)
+    available = jax.devices()
+    if args.devices is None:  # every device, but not more than one per trial of a chunk
+        count = 1 if args.sequential else min(len(available), args.trials,
+                                              args.max_parallel or args.trials)
+    else:
+        count = len(available) if args.devices == "all" else args.devices
+    if count > len(available):
+        raise cli.UsageError(f"--devices {args.devices}: JAX sees only {len(available)} "
+                             f"devices ({available})")
+    devices = count if count > 1 else None
+    platform = available[0].platform
+    max_parallel = args.max_parallel or default_max_parallel(platform, count)
+    chunks, size = chunk_plan(args.trials, max_parallel, count)
     if args.plot is not None:
         cli._require_matplotlib()
     cli._check_writable("--out", args.out)
@@ -180,7 +193,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     trials = sample_trials(args.trials, lr=args.lr, weight_decay=args.weight_decay,
                            seed=args.seed)
     steps = len(split.x_train) // args.batch_size
-    where = f"{count} devices" if devices is not None else jax.devices()[0].platform
+    where = f"{count} {platform} device{'s' * (count > 1)}"
     print(f"fnnet sweep: {args.dataset} ({len(split.x_train)} train / {len(split.x_test)} "
           f"validation / {len(test_set[0])} test), {cli._net_line(args, split)}, "
           f"grads={args.grads}, optimizer={args.optimizer}, "
@@ -191,13 +204,14 @@ def run_sweep(args: argparse.Namespace) -> int:
     result = sweep(model, trials, (split.x_train, split.t_train), (split.x_test, split.t_test),
                    epochs=args.epochs, optimizer=args.optimizer, hyperparams=given,
                    test=test_set, batch_size=args.batch_size, sampling=args.sampling,
-                   max_parallel=args.max_parallel, devices=devices,
+                   max_parallel=max_parallel, devices=devices,
                    progress=not args.no_progress)
     summary = {"trials": args.trials, "epochs": args.epochs, "steps_per_epoch": steps,
                "model_steps": result.model_steps, "train_s": result.train_s,
                "compile_s": result.compile_s, "wall_s": result.wall_s,
                "model_steps_per_s": result.model_steps_per_s, "chunks": result.chunks,
-               "chunk_size": result.chunk_size, "diverged": int(result.diverged.sum()),
+               "chunk_size": result.chunk_size, "devices": count, "platform": platform,
+               "diverged": int(result.diverged.sum()),
                "best": int(result.ranking()[0])}
     print(format_table(best_trials(result, args.top)))
     print(f"done: {args.trials} trials, {result.model_steps} model steps in "

@@ -19,8 +19,10 @@ from fnnet.data import Dataset, load_digits
 from fnnet.layers import build_net
 from fnnet.optim import OPTIMIZERS, get_optimizer
 from fnnet.sweep import (
+    CPU_TRIALS_PER_DEVICE,
     Trial,
     chunk_plan,
+    default_max_parallel,
     injected_optimizer,
     log_range,
     sample_trials,
@@ -185,6 +187,12 @@ def test_chunk_plan(trials, max_parallel, devices, plan):
     assert chunk_plan(trials, max_parallel, devices) == plan
 
 
+def test_default_max_parallel_is_a_few_trials_per_cpu_device_and_all_elsewhere():
+    assert default_max_parallel("cpu", 1) == CPU_TRIALS_PER_DEVICE
+    assert default_max_parallel("cpu", 3) == 3 * CPU_TRIALS_PER_DEVICE
+    assert default_max_parallel("gpu", 1) is None and default_max_parallel("tpu", 8) is None
+
+
 def test_sweep_refuses_an_empty_list_of_trials(model, split):
     with pytest.raises(ValueError, match="trials must not be empty"):
         sweep(model, [], *split, epochs=1)
@@ -220,6 +228,51 @@ def test_sweep_command_table_json_plot_and_train_args_reproduce_a_trial(tmp_path
     np.testing.assert_allclose(trained["history"]["loss"], best["curves"]["loss"], rtol=1e-6)
     np.testing.assert_allclose(trained["history"]["val_loss"], best["curves"]["val_loss"],
                                rtol=1e-5)
+
+
+def _run_python(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    """``python ARGS`` on the CPU, with no CPU device count from this process's environment."""
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    environment.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), **env)
+    return subprocess.run([sys.executable, *args], env=environment, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_command_gives_jax_one_cpu_device_per_core_and_shards_the_trials(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    devices = min(cores, 3)  # SMALL has 3 trials: never more devices than trials
+    out = tmp_path / "sweep.json"
+    done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--out", str(out), *FAST])
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(out.read_text())["summary"]
+    assert (summary["platform"], summary["devices"]) == ("cpu", devices)
+    assert summary["chunk_size"] == chunk_plan(3, CPU_TRIALS_PER_DEVICE * devices, devices)[1]
+    assert f"on {devices} cpu device" in done.stdout
+    # the user's own count wins, and --sequential keeps to one device
+    done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--out", str(out), *FAST],
+                       JAX_NUM_CPU_DEVICES="1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(out.read_text())["summary"]["devices"] == 1
+    done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--sequential", "--out", str(out), *FAST])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(out.read_text())["summary"]["devices"] == 1
+
+
+def test_one_cpu_device_per_core_leaves_a_started_backend_and_the_users_choice_alone():
+    from fnnet.parallel import one_cpu_device_per_core
+
+    before = jax.devices()  # this process's backends have started
+    assert one_cpu_device_per_core() is None and jax.devices() == before
+    code = ("import jax; from fnnet.parallel import one_cpu_device_per_core as split; "
+            "print(split(3), len(jax.devices()))")
+    outputs = []
+    for env in ({}, {"JAX_NUM_CPU_DEVICES": "2"},
+                {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}):
+        done = _run_python(["-c", code], **env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout.split())
+    assert outputs == [["3", "3"], ["None", "2"], ["None", "2"]]
 
 
 @pytest.mark.parametrize(("flags", "message"), [
