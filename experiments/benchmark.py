@@ -18,6 +18,8 @@ Rows:
   SGD ``jax.tree.map`` in a jitted ``lax.scan`` over the same chunks, no unroll;
 * peers (``experiments/peers/``): numpy-book (the book's layer classes), torch-eager and
   torch-compile (``nn.Sequential`` + ``torch.optim.SGD``; skipped when torch is missing),
+  with ``--device gpu`` also torch-cuda-graph (the whole step captured once in a CUDA graph
+  and replayed per batch, PyTorch's strongest practice for small steps),
   plain-jax-jit (``jax.grad`` + ``jax.jit`` of a hand-written loss), optax-jit (the same loss
   with ``optax.sgd``); ``--quick`` skips torch-compile (~25 s to compile on 2 cores);
 * with ``--device gpu`` or ``--bf16``: bfloat16 variants (params and gradients float32, ``x``
@@ -243,7 +245,8 @@ def peer_impls(cfg: Config, gpu: bool, threads: int, bf16: bool = False,
                          threads=threads))
     if importlib.util.find_spec("torch") is None:
         reason = "torch not installed (pip install torch==2.13.0)"
-        skipped += [{"impl": name, "reason": reason} for name in ("torch-eager", "torch-compile")]
+        skipped += [{"impl": name, "reason": reason}
+                    for name in ("torch-eager", "torch-compile", "torch-cuda-graph")]
     else:
         import torch
         from peers import torch_nn
@@ -257,6 +260,13 @@ def peer_impls(cfg: Config, gpu: bool, threads: int, bf16: bool = False,
             rows.append(Impl("torch-eager", train, runs_on, threads=threads))
             rows.append(Impl("torch-compile", partial(train, compile_model=True), runs_on,
                              optional=True, threads=threads))
+        if device == "cuda":
+            rows.append(Impl("torch-cuda-graph", partial(torch_nn.train, device=device,
+                                                         cuda_graph=True), "device",
+                             optional=True))
+        else:
+            skipped.append({"impl": "torch-cuda-graph", "reason": "CUDA graphs need a CUDA "
+                                                                  "device (--device gpu)"})
     rows.append(Impl("plain-jax-jit", plain_jax.train, "device"))
     rows.append(Impl("optax-jit", optax_only.train, "device"))
     if bf16:

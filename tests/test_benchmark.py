@@ -60,6 +60,7 @@ def test_quick_run_has_every_row_with_positive_numbers(quick):
     skipped = {s["impl"] for s in result["skipped"]}
     assert "torch-compile" in skipped  # --quick skips it; without torch, so do both torch rows
     assert HAS_TORCH or "torch-eager" in skipped
+    assert "torch-cuda-graph" in skipped  # a CPU run: no CUDA graphs (or no torch)
     for name, row in rows.items():
         assert "error" not in row, (name, row.get("error"))
         assert all(row[key] > 0 for key in RATES), row
