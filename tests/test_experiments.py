@@ -120,3 +120,21 @@ def test_numpy_conv_peer_gradient_matches_fnnet(experiments, dtype):
             assert value.dtype == np.float32, (layer, name)
             np.testing.assert_allclose(value, np.asarray(grads[layer][name]), atol=tol,
                                        err_msg=f"{layer}/{name}")
+
+
+@pytest.mark.slow
+def test_sweep_scaling_quick(experiments, tmp_path):
+    result = run_quick(experiments, "sweep_scaling", tmp_path, "--max-k", "2", "--epochs", "1")
+    assert result["settings"]["ks"] == [1, 2]
+    for net in result["nets"].values():
+        assert [row["k"] for row in net["rows"]] == [1, 2]
+        assert all(row["model_steps_per_s"] > 0 and row["train_s"] > 0 for row in net["rows"])
+        assert net["rows"][0]["speed_up"] == 1.0 and net["saturation_k"] in (1, 2)
+        assert net["rows"][1]["model_steps"] == 2 * net["rows"][0]["model_steps"]
+
+
+def test_saturation_k_is_the_smallest_k_within_ten_percent_of_the_best(experiments):
+    rows = [{"k": 1, "model_steps_per_s": 10.0}, {"k": 2, "model_steps_per_s": 91.0},
+            {"k": 4, "model_steps_per_s": 100.0}, {"k": 8, "model_steps_per_s": 95.0}]
+    assert experiments("sweep_scaling").saturation_k(rows) == 2
+    assert experiments("sweep_scaling").saturation_k(rows[:1]) == 1
