@@ -80,6 +80,7 @@ from user_loop import user_epoch
 import fnnet
 from fnnet.data import Dataset, DatasetError, load_dataset
 from fnnet.optim import sgd as hand_sgd
+from fnnet.parallel import usable_cores
 from fnnet.precision import mixed_precision
 from fnnet.train import TrainState, init_train_state, make_epoch, make_train_step
 
@@ -261,12 +262,12 @@ def peer_impls(cfg: Config, gpu: bool, threads: int, bf16: bool = False,
             rows.append(Impl("torch-compile", partial(train, compile_model=True), runs_on,
                              optional=True, threads=threads))
         if device == "cuda":
-            rows.append(Impl("torch-cuda-graph", partial(torch_nn.train, device=device,
-                                                         cuda_graph=True), "device",
+            rows.append(Impl("torch-cuda-graph", partial(train, cuda_graph=True), "device",
                              optional=True))
         else:
-            skipped.append({"impl": "torch-cuda-graph", "reason": "CUDA graphs need a CUDA "
-                                                                  "device (--device gpu)"})
+            reason = ("CUDA graphs need a CUDA device: this torch sees none" if gpu else
+                      "CUDA graphs need a CUDA device (--device gpu)")
+            skipped.append({"impl": "torch-cuda-graph", "reason": reason})
     rows.append(Impl("plain-jax-jit", plain_jax.train, "device"))
     rows.append(Impl("optax-jit", optax_only.train, "device"))
     if bf16:
@@ -439,14 +440,6 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity), else the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def load_average() -> list[float] | None:

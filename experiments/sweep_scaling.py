@@ -25,6 +25,7 @@ from typing import Any
 import jax
 from common import load, parser, write
 
+from fnnet.cli import _positive_int as positive_int
 from fnnet.layers import build_net
 from fnnet.sweep import sample_trials, sweep, validation_split
 
@@ -107,12 +108,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
-    p.add_argument("--max-k", type=int, default=None,
+    p.add_argument("--max-k", type=positive_int, default=None,
                    help="largest K (powers of two up to it; default 64 on a CPU, 1024 else)")
-    p.add_argument("--train-size", type=int, default=None,
+    p.add_argument("--train-size", type=positive_int, default=None,
                    help="first N training examples (default 12 000 on a CPU, all else)")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--epochs", type=positive_int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=100)
     args = p.parse_args(argv)
     result = run(args)
     result["table"] = table(result)

@@ -412,7 +412,7 @@ RESUME_KEYS = ("dataset", "net", "hidden", "activation", "init", "batchnorm", "d
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-            if k != "handler"}
+            if k not in ("handler", "process_setup")}
 
 
 def _check_resume_settings(directory: Path, settings: dict[str, Any]) -> None:
@@ -836,6 +836,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
         command = f"fnnet {args.command}"
+        if argv is None and getattr(args, "process_setup", None) is not None:
+            args.process_setup()  # fnnet is the program: process-wide setup is its to do
         with warnings.catch_warnings():
             _one_line_warnings(args.command)
             return _run(args, command)

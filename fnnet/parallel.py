@@ -15,10 +15,12 @@ provides only the shards that live on its own devices.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import socket
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -101,29 +103,47 @@ def wait_for_coordinator(coordinator: str, timeout_s: float, *, probe: bool = Tr
             time.sleep(poll_s)
 
 
+MAX_CPU_DEVICES = 8
+"""At most this many CPU devices from :func:`one_cpu_device_per_core`: each device holds its
+own copy of the data a program is given (a sweep replicates its data sets), so the count is
+kept small on many-core hosts."""
+
+
 def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """CPU cores this process may use: its affinity mask (else the machine's count), lowered
+    to a cgroup v2 CPU quota (``/sys/fs/cgroup/cpu.max``) where a container sets one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
 
 
 def one_cpu_device_per_core(count: int | None = None) -> int | None:
-    """Make JAX's CPU backend ``count`` devices (default: :func:`usable_cores`), so that
-    independent programs placed on them (a sweep's trials) run side by side, one per core.
+    """Make JAX's CPU backend ``count`` devices (default: :func:`usable_cores`, at most
+    :data:`MAX_CPU_DEVICES`), so that independent programs placed on them (a sweep's trials)
+    run side by side, one per core.
 
     XLA:CPU gives one device by default, and one small model's step keeps a single core busy
     (its matmuls are too small for the intra-op thread pool to split): sharding independent
-    work over one device per core is what uses the others. Must run before JAX's backends
-    start. Returns the count set, or None when it did nothing: the user chose already
-    (``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``, or ``JAX_NUM_CPU_DEVICES``),
-    or the backends have started (the count can no longer change).
+    work over one device per core is what uses the others. Process-wide: call it from a
+    program's entry point, before JAX's backends start. Returns the count set, or None when
+    it did nothing: the user chose already (``--xla_force_host_platform_device_count`` in
+    ``XLA_FLAGS``, or ``JAX_NUM_CPU_DEVICES``), the backends have started (the count can no
+    longer change), or the installed JAX predates the ``jax_num_cpu_devices`` option (0.5).
     """
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return None
-    if jax.config.jax_num_cpu_devices >= 0:  # set by JAX_NUM_CPU_DEVICES or in code
+    chosen = getattr(jax.config, "jax_num_cpu_devices", None)
+    if chosen is None or chosen >= 0:  # an older JAX, or set by JAX_NUM_CPU_DEVICES / in code
         return None
-    count = usable_cores() if count is None else count
+    count = min(usable_cores(), MAX_CPU_DEVICES) if count is None else count
     try:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError:  # backends already started: JAX refuses the change

@@ -189,7 +189,8 @@ class SweepResult:
     ``test_loss``/``test_acc`` (K,) after the last epoch (NaN without a test set).
     ``diverged`` (K,): a non-finite loss occurred (the trial's later numbers are meaningless).
     ``params``: the final parameters stacked over trials (leading axis K), when kept.
-    ``train_s``: seconds in the training epochs (evaluation and compilation excluded);
+    ``train_s``: seconds in the epoch programs (training and the per-epoch evaluation;
+    compilation excluded);
     ``wall_s``: the whole sweep; ``compile_s``: compilation.
     """
 
@@ -321,10 +322,12 @@ def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placemen
 CPU_TRIALS_PER_DEVICE = 4
 """Trials per CPU device in a chunk when none is asked for (:func:`default_max_parallel`).
 
-Measured on a 2-core Xeon (AVX-512), the §6.5 MLP and 100 trials, 20 epochs, one CPU device
-per core: 2, 4, 5, 8 trials per device gave 1 766, 1 836, 1 813, 1 590 model-steps/s, all 50
-at once 1 241; the two-layer net is flat from 2 to 16 per device. Bigger batched matmuls do
-not run faster on XLA:CPU and the chunk's parameters and batches leave the cache."""
+Measured for the book's §6.5 search (the MLP, 400 training examples, 100 trials, 20 epochs)
+on a 2-core Xeon (AVX-512), one CPU device per core: 1, 2, 4, 5, 8 trials per device gave
+1 532, 1 766, 1 836, 1 813, 1 590 model-steps/s, all 50 at once 1 241; the two-layer net on
+the same data is within 8% from 2 to 16 per device. Bigger batched matmuls do not run faster
+on XLA:CPU, and a chunk's parameters and batches leave the cache. With more data per epoch
+bigger chunks pay more (``experiments/sweep_scaling.py``)."""
 
 
 def default_max_parallel(platform: str, devices: int) -> int | None:

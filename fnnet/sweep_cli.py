@@ -56,8 +56,9 @@ def add_sweep_parser(commands: Any) -> None:
     sweep = commands.add_parser(
         "sweep", help="random hyperparameter search: many models trained at once (jax.vmap)",
         description="The book's §6.5 search: train --trials models with learning rates and "
-                    "weight decays drawn log-uniformly, all at once in one vmapped program "
-                    "(--max-parallel at a time), judge them on a held-out validation set and "
+                    "weight decays drawn log-uniformly, many at once in one vmapped program "
+                    "(--max-parallel at a time, sharded over --devices), judge them on a "
+                    "held-out validation set and "
                     "report the test set alongside. Defaults are the book's ranges.",
         formatter_class=cli._DefaultsFormatter)
     cli.add_data_flags(sweep)
@@ -79,13 +80,14 @@ def add_sweep_parser(commands: Any) -> None:
     sweep.set_defaults(validation=0.2)
     search.add_argument("--max-parallel", type=cli._positive_int, default=None, metavar="K",
                         help="train at most K trials at once (default: all on a GPU; on a "
-                             "CPU, 4 per device, which was fastest there)")
+                             "CPU, 4 per device, the fastest for the book's §6.5 search on a "
+                             "2-core CPU)")
     search.add_argument("--sequential", action="store_true",
                         help="one trial at a time through the same code (the baseline)")
     search.add_argument("--devices", type=cli._device_count, default=None, metavar="N|all",
                         help="shard the trials over N devices (default: all, at most one "
-                             "per trial; on a CPU, JAX is given one device per core unless "
-                             "XLA_FLAGS or JAX_NUM_CPU_DEVICES says otherwise)")
+                             "per trial; on a CPU, JAX is given one device per core, up to 8, "
+                             "unless XLA_FLAGS or JAX_NUM_CPU_DEVICES says otherwise)")
     run = sweep.add_argument_group("run")
     run.add_argument("--out", type=Path, default=None,
                      help="JSON: settings, every trial (η, λ, seed, accuracies, curves, and "
@@ -98,7 +100,7 @@ def add_sweep_parser(commands: Any) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-compile-cache", action="store_true",
                      help="do not use JAX's persistent compilation cache")
-    sweep.set_defaults(handler=run_sweep)
+    sweep.set_defaults(handler=run_sweep, process_setup=split_cpu)
 
 
 def _bounds_text(bounds: tuple[float, float]) -> str:
@@ -139,10 +141,15 @@ def _finite(values: Any) -> Any:
     return value if math.isfinite(value) else None
 
 
-def run_sweep(args: argparse.Namespace) -> int:
+def split_cpu() -> None:
+    """The command's process-wide setup (run by ``fnnet`` as a program, not by ``main(argv)``
+    inside another program): JAX gets one CPU device per core, so trials run one core each."""
     from fnnet.parallel import one_cpu_device_per_core
 
-    one_cpu_device_per_core()  # before JAX starts: on a CPU, trials then run one core each
+    one_cpu_device_per_core()
+
+
+def run_sweep(args: argparse.Namespace) -> int:
     import jax
 
     from fnnet.data import load_dataset
@@ -170,6 +177,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     devices = count if count > 1 else None
     platform = available[0].platform
     max_parallel = args.max_parallel or default_max_parallel(platform, count)
+    if max_parallel is not None and max_parallel < count:
+        raise cli.UsageError(f"--max-parallel {max_parallel} is less than --devices {count}: "
+                             f"each device trains whole trials")
     chunks, size = chunk_plan(args.trials, max_parallel, count)
     if args.plot is not None:
         cli._require_matplotlib()
@@ -210,7 +220,8 @@ def run_sweep(args: argparse.Namespace) -> int:
                "model_steps": result.model_steps, "train_s": result.train_s,
                "compile_s": result.compile_s, "wall_s": result.wall_s,
                "model_steps_per_s": result.model_steps_per_s, "chunks": result.chunks,
-               "chunk_size": result.chunk_size, "devices": count, "platform": platform,
+               "chunk_size": result.chunk_size, "max_parallel": max_parallel,
+               "devices": count, "platform": platform,
                "diverged": int(result.diverged.sum()),
                "best": int(result.ranking()[0])}
     print(format_table(best_trials(result, args.top)))

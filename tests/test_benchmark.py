@@ -11,6 +11,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -98,26 +99,46 @@ def test_index_matrix_is_a_fresh_permutation_per_epoch(bench):
     np.testing.assert_array_equal(indices, bench.make_indices(1050, 100, 25, seed=3))
 
 
-@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
-def test_peers_take_the_same_steps_as_fnnet(bench, activation):
-    from peers import numpy_book, optax_only, plain_jax
-
+def _takes_the_same_steps_as_fnnet(bench, activation: str, trainers) -> None:
+    """Each trainer, from the same params over the same 12 batches, ends where fnnet does."""
     data = bench.synthetic_dataset(0, train=600, test=100, features=20, classes=4)
     cfg = bench.Config("tiny", (8, 6), activation, "xavier", 30, 0.5, 12, 1)
     params = bench.init_params(cfg, 20, 4, seed=1)
     indices = bench.make_indices(600, 30, 12, seed=2)
     reference, _, _ = bench.fnnet_trainer("manual", "handsgd", "scan", chunk=5)(
         params, data.x_train, data.t_train, indices, cfg.lr, activation)
-    for train in (numpy_book.train, plain_jax.train, optax_only.train,
-                  bench.fnnet_trainer("autodiff", "optaxsgd", "jit", chunk=5),
-                  bench.user_loop_trainer("manual", chunk=5),
-                  bench.user_loop_trainer("autodiff", chunk=5)):
+    for train in trainers:
         final, seconds, compile_s = train(params, data.x_train, data.t_train, indices, cfg.lr,
                                           activation)
         assert seconds > 0 and compile_s >= 0
         for (W, b), (W_ref, b_ref) in zip(final, reference, strict=True):
             np.testing.assert_allclose(W, W_ref, rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(b, b_ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_peers_take_the_same_steps_as_fnnet(bench, activation):
+    from peers import numpy_book, optax_only, plain_jax
+
+    _takes_the_same_steps_as_fnnet(bench, activation, (
+        numpy_book.train, plain_jax.train, optax_only.train,
+        bench.fnnet_trainer("autodiff", "optaxsgd", "jit", chunk=5),
+        bench.user_loop_trainer("manual", chunk=5), bench.user_loop_trainer("autodiff", chunk=5)))
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_torch_peers_take_the_same_steps_as_fnnet(bench, activation):
+    torch = pytest.importorskip("torch")  # an optional extra: not in CI
+    from peers import torch_nn
+
+    trainers = [partial(torch_nn.train, device="cpu")]
+    if torch.cuda.is_available():  # the eager step and the CUDA-graph replay on the GPU
+        trainers += [partial(torch_nn.train, device="cuda"),
+                     partial(torch_nn.train, device="cuda", cuda_graph=True)]
+    _takes_the_same_steps_as_fnnet(bench, activation, trainers)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        torch_nn.train([], np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)), 0.1, activation,
+                       cuda_graph=True)
 
 
 def test_numpy_book_gradient_matches_jax_grad(bench):

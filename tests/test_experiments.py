@@ -126,11 +126,10 @@ def test_numpy_conv_peer_gradient_matches_fnnet(experiments, dtype):
 def test_sweep_scaling_quick(experiments, tmp_path):
     result = run_quick(experiments, "sweep_scaling", tmp_path, "--max-k", "2", "--epochs", "1")
     assert result["settings"]["ks"] == [1, 2]
-    for net in result["nets"].values():
+    for net in result["nets"].values():  # K = 2 trains twice the model steps of K = 1
         assert [row["k"] for row in net["rows"]] == [1, 2]
         assert all(row["model_steps_per_s"] > 0 and row["train_s"] > 0 for row in net["rows"])
-        assert net["rows"][0]["speed_up"] == 1.0 and net["saturation_k"] in (1, 2)
-        assert net["rows"][1]["model_steps"] == 2 * net["rows"][0]["model_steps"]
+        assert net["rows"][1]["model_steps"] == 2 * net["rows"][0]["model_steps"] > 0
 
 
 def test_saturation_k_is_the_smallest_k_within_ten_percent_of_the_best(experiments):

@@ -18,6 +18,7 @@ from fnnet.cli import main
 from fnnet.data import Dataset, load_digits
 from fnnet.layers import build_net
 from fnnet.optim import OPTIMIZERS, get_optimizer
+from fnnet.parallel import MAX_CPU_DEVICES, usable_cores
 from fnnet.sweep import (
     CPU_TRIALS_PER_DEVICE,
     Trial,
@@ -120,10 +121,7 @@ for devices in (None, 4):
     out[f"size{{devices}}"] = r.chunk_size
 np.savez({str(tmp_path / "r.npz")!r}, devices=len(jax.devices()), **out)
 """
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    done = _run_python(["-c", code], XLA_FLAGS="--xla_force_host_platform_device_count=4")
     assert done.returncode == 0, done.stderr[-3000:]
     r = np.load(tmp_path / "r.npz")
     assert int(r["devices"]) == 4 and int(r["size4"]) == 8  # 5 trials padded to 2 per device
@@ -240,8 +238,7 @@ def _run_python(args: list[str], **env: str) -> subprocess.CompletedProcess:
 
 
 def test_the_command_gives_jax_one_cpu_device_per_core_and_shards_the_trials(tmp_path):
-    cores = len(os.sched_getaffinity(0))
-    devices = min(cores, 3)  # SMALL has 3 trials: never more devices than trials
+    devices = min(usable_cores(), MAX_CPU_DEVICES, 3)  # SMALL has 3 trials: one device each
     out = tmp_path / "sweep.json"
     done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--out", str(out), *FAST])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -257,22 +254,29 @@ def test_the_command_gives_jax_one_cpu_device_per_core_and_shards_the_trials(tmp
     done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--sequential", "--out", str(out), *FAST])
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(out.read_text())["summary"]["devices"] == 1
+    if devices >= 2:
+        done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--devices", "2", "--max-parallel",
+                            "1", *FAST])
+        assert done.returncode == 2
+        assert "--max-parallel 1 is less than --devices 2" in done.stderr, done.stderr
 
 
 def test_one_cpu_device_per_core_leaves_a_started_backend_and_the_users_choice_alone():
     from fnnet.parallel import one_cpu_device_per_core
 
     before = jax.devices()  # this process's backends have started
-    assert one_cpu_device_per_core() is None and jax.devices() == before
-    code = ("import jax; from fnnet.parallel import one_cpu_device_per_core as split; "
-            "print(split(3), len(jax.devices()))")
+    assert one_cpu_device_per_core(len(before) + 1) is None and jax.devices() == before
+    code = ("import jax, sys; from fnnet.parallel import one_cpu_device_per_core as split; "
+            "count = int(sys.argv[1]) if len(sys.argv) > 1 else None; "
+            "print(split(count), len(jax.devices()))")
     outputs = []
-    for env in ({}, {"JAX_NUM_CPU_DEVICES": "2"},
-                {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}):
-        done = _run_python(["-c", code], **env)
+    for argv, env in ([], {}), (["3"], {}), (["3"], {"JAX_NUM_CPU_DEVICES": "2"}), \
+            (["3"], {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}):
+        done = _run_python(["-c", code, *argv], **env)
         assert done.returncode == 0, done.stderr[-3000:]
         outputs.append(done.stdout.split())
-    assert outputs == [["3", "3"], ["None", "2"], ["None", "2"]]
+    cores = str(min(usable_cores(), MAX_CPU_DEVICES))
+    assert outputs == [[cores, cores], ["3", "3"], ["None", "2"], ["None", "2"]]
 
 
 @pytest.mark.parametrize(("flags", "message"), [

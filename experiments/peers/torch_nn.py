@@ -72,6 +72,8 @@ def train(params: PairParams, x: np.ndarray, t: np.ndarray, indices: np.ndarray,
     dev = torch.device(device)
     if cuda_graph and dev.type != "cuda":
         raise ValueError(f"cuda_graph=True needs a CUDA device; got device={device!r}")
+    if cuda_graph and compile_model:
+        raise ValueError("choose one of compile_model=True and cuda_graph=True")
     model = build_model(params, activation).to(dev)
     net = torch.compile(model) if compile_model else model
     loss_fn = nn.CrossEntropyLoss()
@@ -98,7 +100,9 @@ def train(params: PairParams, x: np.ndarray, t: np.ndarray, indices: np.ndarray,
         step(warm_optimizer, idx[1 % len(idx)])
     if side is not None:
         torch.cuda.current_stream(dev).wait_stream(side)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    # the timed optimiser: for the graph, the warmed one (any state it keeps exists before
+    # the capture, not inside it); plain SGD keeps none, so both start alike
+    optimizer = warm_optimizer if cuda_graph else torch.optim.SGD(model.parameters(), lr=lr)
     if cuda_graph:
         static_batch = idx[0].clone()
         graph = torch.cuda.CUDAGraph()
