@@ -97,7 +97,31 @@ class SoftmaxWithLoss:
         return dx * dout / batch_size
 
 
-class MultiLayerNet:
+class LayerNet:
+    """What the book's nets share: ``layers`` then ``last_layer``, the forward pass, the loss,
+    and backpropagation through every layer in reverse order (each layer keeps its dW, db)."""
+
+    layers: list
+    last_layer: SoftmaxWithLoss
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x: np.ndarray, t: np.ndarray) -> float:
+        return self.last_layer.forward(self.predict(x), t)
+
+    def backpropagate(self, x: np.ndarray, t: np.ndarray) -> float:
+        """Forward, then every layer's ``backward`` in reverse order; returns the loss."""
+        loss = self.loss(x, t)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return loss
+
+
+class MultiLayerNet(LayerNet):
     """``(Affine → activation) × (L − 1) → Affine → SoftmaxWithLoss``, the book's net.
 
     ``params`` holds ``W1, b1, …`` (copies of the given arrays); the Affine layers share them,
@@ -116,20 +140,9 @@ class MultiLayerNet:
                 self.layers.append(hidden())
         self.last_layer = SoftmaxWithLoss()
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
-
-    def loss(self, x: np.ndarray, t: np.ndarray) -> float:
-        return self.last_layer.forward(self.predict(x), t)
-
     def gradient(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
-        """Backpropagation: forward, then every layer's ``backward`` in reverse order."""
-        self.loss(x, t)
-        dout = self.last_layer.backward(1)
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+        """Backpropagation (:meth:`LayerNet.backpropagate`), then each Affine's dW, db."""
+        self.backpropagate(x, t)
         grads = {}
         affines = [layer for layer in self.layers if isinstance(layer, Affine)]
         for i, layer in enumerate(affines, start=1):

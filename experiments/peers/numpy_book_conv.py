@@ -132,7 +132,7 @@ class Affine(numpy_book.Affine):
         return super().backward(dout).reshape(self.x_shape)
 
 
-class SimpleConvNet:
+class SimpleConvNet(numpy_book.LayerNet):
     """``Conv → ReLU → Pool 2×2 → Affine → ReLU → Affine → SoftmaxWithLoss`` (the book's
     ``SimpleConvNet``, conv stride 1 pad 0), on copies of ``params`` (float32)."""
 
@@ -145,20 +145,9 @@ class SimpleConvNet:
                        Relu(), Affine(p["affine2"]["W"], p["affine2"]["b"])]
         self.last_layer = SoftmaxWithLoss()
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
-
-    def loss(self, x: np.ndarray, t: np.ndarray) -> float:
-        return self.last_layer.forward(self.predict(x), t)
-
     def gradient(self, x: np.ndarray, t: np.ndarray) -> tuple[float, ConvParams]:
         """``(loss, grads)`` by backpropagation; ``grads`` shaped like ``params``."""
-        loss = self.loss(x, t)
-        dout = self.last_layer.backward(1)
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+        loss = self.backpropagate(x, t)
         conv, affine1, affine2 = self.layers[0], self.layers[3], self.layers[5]
         return loss, {name: {"W": layer.dW, "b": layer.db}
                       for name, layer in zip(LAYERS, (conv, affine1, affine2), strict=True)}
