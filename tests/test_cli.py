@@ -320,7 +320,7 @@ def test_runs_print_and_record_the_files_they_read(tmp_path, capsys):
 
 def test_compile_cache_location_and_an_unwritable_one_turned_off(tmp_path, monkeypatch,
                                                                   capsys):
-    from fnnet.cli import enable_compile_cache
+    from fnnet.cli.common import enable_compile_cache
 
     updates = {}
     monkeypatch.setattr(jax.config, "update", lambda name, value: updates.update({name: value}))
