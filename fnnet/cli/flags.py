@@ -48,7 +48,8 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
 def add_net_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The net and its shape options (train, gradcheck and sweep)."""
     from fnnet.init import INITIALIZERS
-    from fnnet.layers import ACTIVATIONS, NETS
+    from fnnet.layers import ACTIVATIONS
+    from fnnet.nets import NETS
 
     model = parser.add_argument_group("model")
     model.add_argument("--net", choices=NETS, default="two-layer",
@@ -117,7 +118,7 @@ def add_optimizer_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
 def net_options(args: argparse.Namespace) -> dict[str, Any]:
     """The builder options of ``--net`` from the net flags, each checked to apply to that net
     (``args.init`` and ``args.hidden`` are resolved to what is used, for the record)."""
-    from fnnet.layers import CONV_NETS
+    from fnnet.nets import CONV_NETS
 
     args.init = args.init or ("he" if args.net == "deep-conv" else "normal")
     options: dict[str, Any] = {"weight_init": args.init}
@@ -141,7 +142,7 @@ def net_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def net_line(args: argparse.Namespace, data: Any) -> str:
     """``two-layer 64-50-10 relu`` or ``simple-conv 1x28x28 -> 10``."""
-    from fnnet.layers import CONV_NETS
+    from fnnet.nets import CONV_NETS
 
     if args.net in CONV_NETS:
         return (f"{args.net} {'x'.join(map(str, data.x_train.shape[1:]))} -> "
@@ -181,7 +182,7 @@ def hyperparams_from_args(args: argparse.Namespace) -> dict[str, float]:
 def model_from_args(args: argparse.Namespace, data: Any, options: dict[str, Any]):
     """The ``--net`` for ``data``'s example shape and classes, with the model flags
     (``options`` from :func:`net_options`)."""
-    from fnnet.layers import build_net
+    from fnnet.nets import build_net
 
     return build_net(args.net, data.x_train.shape[1:], data.num_classes, grads=args.grads,
                      weight_decay=args.weight_decay, **options)
@@ -189,7 +190,7 @@ def model_from_args(args: argparse.Namespace, data: Any, options: dict[str, Any]
 
 def data_for_net(net: str, data: Any) -> Any:
     """``data`` with images ``(N, 1, H, W)`` for the conv nets, flat vectors otherwise."""
-    from fnnet.layers import CONV_NETS
+    from fnnet.nets import CONV_NETS
 
     return data.as_images() if net in CONV_NETS else data
 
