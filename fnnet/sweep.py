@@ -271,7 +271,7 @@ class _Placement:
 
 def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placement, *,
                    num_examples: int, batch_size: int, steps: int, sampling: str,
-                   eval_batch_size: int, unroll: int = 4):
+                   eval_batch_size: int, unroll: int = 1):
     """The jitted, trial-vmapped ``init``, ``epoch`` and ``test`` programs of a chunk (on a
     mesh: per-trial arguments and results split over ``"trials"``, the data replicated)."""
     update_only = optimizer(learning_rate=1.0)  # update reads η from the state
@@ -295,14 +295,15 @@ def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placemen
         train_state, losses = jax.lax.scan(
             body, train_state, (indices, jnp.arange(steps, dtype=jnp.uint32)), unroll=unroll)
         params, model_state = train_state.params, train_state.model_state
-        metrics = jnp.stack([
-            *metric_sums(model, params, model_state, x, t, eval_batch_size),
-            *metric_sums(model, params, model_state, x_val, t_val, eval_batch_size)])
+        (train_loss, train_hits), (val_loss, val_hits) = metric_sums(
+            model, params, model_state, ((x, t), (x_val, t_val)), eval_batch_size)
+        metrics = jnp.stack([train_loss, train_hits, val_loss, val_hits])
         return train_state, losses, metrics
 
     def test_one(train_state, x, t):
-        return jnp.stack(metric_sums(model, train_state.params, train_state.model_state, x, t,
-                                      eval_batch_size))
+        [sums] = metric_sums(model, train_state.params, train_state.model_state, ((x, t),),
+                             eval_batch_size)
+        return jnp.stack(sums)
 
     def place_on_mesh(*arguments: str) -> dict[str, Any]:
         """jit's shardings: ``t`` a per-trial argument, ``s`` a shared one; results per trial."""

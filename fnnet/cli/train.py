@@ -106,7 +106,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from fnnet.data import load_dataset
     from fnnet.precision import with_precision
     from fnnet.results import environment, write_json
-    from fnnet.train import NonFiniteLossError, epoch_plan, fit
+    from fnnet.train import NonFiniteLossError, epoch_plan, fit, init_from_seed
 
     options = flags.net_options(args)
     optimizer = flags.optimizer_from_args(args)
@@ -143,7 +143,6 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.resume:
         _check_resume_settings(args.checkpoint_dir, settings)
     net = with_precision(flags.model_from_args(args, data, options), args.precision)
-    init_key, data_key = jax.random.split(jax.random.key(args.seed))
     where = (f"{len(jax.devices()) if args.devices == 'all' else args.devices} devices"
              if args.devices is not None else (device or jax.devices()[0]).platform)
     sizes = (f"{len(data.x_train)} train / {len(data.x_test)} test" if test_set is None else
@@ -152,6 +151,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
           f"grads={args.grads}, optimizer={args.optimizer} lr={args.lr}, batch "
           f"{args.batch_size}, {sum(plan)} steps on {where} ({args.precision})", flush=True)
     print(common.data_line(data.files), flush=True)
+    params, data_key = init_from_seed(net, args.seed)
     records: list[dict[str, Any]] = []
 
     def report(record: dict[str, Any]) -> None:
@@ -173,7 +173,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 
     try:
         params, history = fit(
-            net, net.init(init_key), data, optimizer=optimizer,
+            net, params, data, optimizer=optimizer,
             key=data_key, batch_size=args.batch_size, epochs=args.epochs if args.steps is None
             else None, steps=args.steps, sampling=args.sampling, device=device,
             devices=args.devices, checkpoint_dir=args.checkpoint_dir,
