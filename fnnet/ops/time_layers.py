@@ -162,6 +162,7 @@ def time_softmax_cross_entropy_reference(xs: jax.Array, ts: jax.Array, *,
     logp = jax.nn.log_softmax(xs.astype(_compute_dtype(xs.dtype)), axis=-1)
     kept = ts != ignore_label
     count = jnp.maximum(jnp.sum(kept), 1)
-    valid = (ts >= 0) & (ts < xs.shape[2])
-    picked = jnp.where(valid, _picked(logp, ts), jnp.nan)
+    out_of_range = kept & ((ts < 0) | (ts >= xs.shape[2]))
+    # A product, not a where: jax.grad then also turns those positions' gradients into NaN.
+    picked = _picked(logp, ts) * jnp.where(out_of_range, jnp.nan, 1).astype(logp.dtype)
     return (-jnp.sum(jnp.where(kept, picked, 0)) / count).astype(xs.dtype)
