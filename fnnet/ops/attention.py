@@ -30,8 +30,8 @@ def _check_states(op: str, name: str, hs: object) -> jax.Array:
 
 def _check_hs_and(op: str, hs: object, other_name: str, other: object, expected: str,
                   ndim: int, meaning: str) -> tuple[jax.Array, jax.Array]:
-    """``hs (N, T, H)`` and a second array whose shape must be ``expected`` (an attribute
-    expression of hs' shape: ``"NH"`` → ``(N, H)``, ``"NT"`` → ``(N, T)``)."""
+    """``hs (N, T, H)`` and a second array of shape ``(N, H)`` (``expected="NH"``) or
+    ``(N, T)`` (``"NT"``), both promoted to their common dtype."""
     hs = _check_states(op, "hs", hs)
     other = as_float_array(op, other_name, other)
     check_ndim(op, other_name, other, ndim, meaning)

@@ -14,7 +14,8 @@ Where the hand rule saves work over autodiff of a scan: every step's pre-activat
 ``a_t = x_t·Wx + h_{t−1}·Wh + b``, and only ``h_{t−1}·Wh`` depends on the previous step. So
 
 * forward: the input projection ``xs·Wx + b`` is one ``(N·T, D) × (D, k·H)`` matmul before
-  the loop; the loop does ``h·Wh`` and the gate math;
+  the loop; the loop does ``h·Wh`` and the gate math, and keeps each step's states and gate
+  activations for the backward pass (the LSTM's ``tanh c_t`` is recomputed in one pass);
 * backward: the reverse loop carries ``dh`` (and ``dc``) and does ``da_t·Whᵀ`` and the gate
   math only; ``dWx = Σ_t x_tᵀ·da_t``, ``dWh = Σ_t h_{t−1}ᵀ·da_t``, ``db = Σ_{t,n} da_t`` and
   ``dxs = da·Wxᵀ`` are then single large contractions over ``N·T`` after the loop, where
@@ -142,17 +143,18 @@ def _time_lstm(xs, h0, c0, Wx, Wh, b):
 def _time_lstm_fwd(xs, h0, c0, Wx, Wh, b):
     def step(state, px_t):
         h_prev, c_prev = state
-        h, c, gates, tanh_c = cells.lstm_step(px_t + h_prev @ Wh, c_prev)
-        return (h, c), (h, c, gates, tanh_c)
+        h, c, gates, _ = cells.lstm_step(px_t + h_prev @ Wh, c_prev)
+        return (h, c), (h, c, gates)
 
-    (h_last, c_last), (hs_tm, cs_tm, gates, tanh_cs) = lax.scan(
+    (h_last, c_last), (hs_tm, cs_tm, gates) = lax.scan(
         step, (h0, c0), _project(xs, Wx, b))
-    res = (xs, h0, c0, Wx, Wh, hs_tm, cs_tm, gates, tanh_cs)
+    res = (xs, h0, c0, Wx, Wh, hs_tm, cs_tm, gates)
     return (_time_major(hs_tm), h_last, c_last), res
 
 
 def _time_lstm_bwd(res, cotangents):
-    xs, h0, c0, Wx, Wh, hs_tm, cs_tm, gates, tanh_cs = res
+    xs, h0, c0, Wx, Wh, hs_tm, cs_tm, gates = res
+    tanh_cs = jnp.tanh(cs_tm)
     dhs, dh_last, dc_last = cotangents
 
     def step(carry, inputs):
