@@ -107,16 +107,20 @@ def _time_sce(ignore_label: int, xs: jax.Array, ts: jax.Array) -> jax.Array:
 def _time_sce_fwd(ignore_label, xs, ts):
     logp = jax.nn.log_softmax(xs.astype(_compute_dtype(xs.dtype)), axis=-1)
     w = _weights(ts, xs.shape[2], ignore_label, logp.dtype)
-    # A product with w is also 0 for ignored positions whose logp is −inf: no NaN there.
+    # Ignored positions are selected out (w = 0), so a −inf log-probability there adds no NaN.
     loss = -jnp.sum(jnp.where(w == 0, 0, w * _picked(logp, ts)))
     return loss.astype(xs.dtype), (logp, ts, w)
 
 
 def _time_sce_bwd(ignore_label, res, g):
     logp, ts, w = res
-    V = logp.shape[2]
-    one_hot = (ts[..., None] == jnp.arange(V)).astype(logp.dtype)
-    dxs = (g.astype(logp.dtype) * w)[..., None] * (jnp.exp(logp) - one_hot)
+    N, T, V = logp.shape
+    scale = g.astype(logp.dtype) * w  # (N, T): g/|K| where counted, 0 where ignored
+    # scale·(softmax − onehot): the −scale goes in by a scatter at the labels. A one-hot
+    # compare over (N, T, V) instead is an extra (N, T, V) pass that XLA:CPU materialises:
+    # at V = 10 000 it made this rule ~1.5× slower than autodiff's (which scatters too).
+    dxs = scale[..., None] * jnp.exp(logp)
+    dxs = dxs.at[jnp.arange(N)[:, None], jnp.arange(T), jnp.clip(ts, 0, V - 1)].add(-scale)
     return dxs.astype(g.dtype), None
 
 
