@@ -41,9 +41,10 @@ def test_ignored_positions_are_left_out_of_the_mean_and_the_gradient(ops, x64):
     xs, ts = _sce_data()
     kept = np.asarray(ts).reshape(-1) != -1
     rows, labels = xs.reshape(8, 5)[kept], ts.reshape(-1)[kept]
-    loss, dxs = jax.value_and_grad(lambda x: 3.0 * ops.time_softmax_cross_entropy(x, ts))(xs)
-    want_loss, want_rows = jax.value_and_grad(
-        lambda r: 3.0 * manual.softmax_cross_entropy(r, labels))(rows)  # mean over 6, not 8
+    loss, dxs = jax.jit(jax.value_and_grad(
+        lambda x: 3.0 * ops.time_softmax_cross_entropy(x, ts)))(xs)
+    want_loss, want_rows = jax.jit(jax.value_and_grad(
+        lambda r: 3.0 * manual.softmax_cross_entropy(r, labels)))(rows)  # mean over 6, not 8
     np.testing.assert_allclose(float(loss), float(want_loss), rtol=1e-12)
     np.testing.assert_allclose(dxs.reshape(8, 5)[kept], want_rows, rtol=1e-12)
     np.testing.assert_array_equal(dxs[0, 1], 0)
@@ -69,8 +70,8 @@ def test_another_ignore_label_and_all_ignored(ops, x64):
 def test_extreme_logits_stay_finite_and_agree(dtype):
     xs = jnp.array([[[1e4, -1e4, 0.0], [-1e4, 1e4, -1e4], [0.0, 0.0, 1e4]]], dtype)
     ts = jnp.array([[0, 0, -1]])
-    loss, dxs = jax.value_and_grad(manual.time_softmax_cross_entropy)(xs, ts)
-    ref_loss, ref_dxs = jax.value_and_grad(autodiff.time_softmax_cross_entropy)(xs, ts)
+    loss, dxs = jax.jit(jax.value_and_grad(manual.time_softmax_cross_entropy))(xs, ts)
+    ref_loss, ref_dxs = jax.jit(jax.value_and_grad(autodiff.time_softmax_cross_entropy))(xs, ts)
     assert np.isfinite(loss) and np.all(np.isfinite(dxs))
     np.testing.assert_allclose(float(loss), (0 + 2e4) / 2, rtol=1e-6)  # right, wrong by 2e4
     assert_tree_allclose((loss, dxs), (ref_loss, ref_dxs), dtype)
@@ -79,9 +80,9 @@ def test_extreme_logits_stay_finite_and_agree(dtype):
 def test_half_precision_is_computed_in_float32():
     xs, ts = _sce_data(dtype=jnp.float32)
     xs16 = xs.astype(jnp.bfloat16)
-    loss, dxs = jax.value_and_grad(manual.time_softmax_cross_entropy)(xs16, ts)
+    loss, dxs = jax.jit(jax.value_and_grad(manual.time_softmax_cross_entropy))(xs16, ts)
     assert loss.dtype == dxs.dtype == jnp.bfloat16
-    assert_tree_allclose(dxs, jax.grad(autodiff.time_softmax_cross_entropy)(xs16, ts),
+    assert_tree_allclose(dxs, jax.jit(jax.grad(autodiff.time_softmax_cross_entropy))(xs16, ts),
                          jnp.bfloat16)
 
 
