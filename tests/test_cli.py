@@ -38,6 +38,7 @@ def test_train_prints_epochs_and_summary_and_writes_json_and_plot(tmp_path, caps
 
 @pytest.mark.parametrize(("optimizer", "flags", "lr"), [
     ("adam", ["--beta1", "0.8"], 0.001), ("optax-momentum", [], 0.01), ("rmsprop", [], 0.01),
+    ("nesterov", ["--nesterov-form", "dlfs2"], 0.01),
 ])
 def test_book_optimizers_and_weight_decay_train_and_are_recorded(optimizer, flags, lr, tmp_path,
                                                                  capsys):
@@ -49,7 +50,8 @@ def test_book_optimizers_and_weight_decay_train_and_are_recorded(optimizer, flag
     settings = json.loads(out.read_text())["settings"]
     assert settings["lr"] == lr and settings["weight_decay"] == 0.01
     assert settings["matmul_precision"] == "default"
-    assert settings["beta1"] == (0.8 if flags else None)
+    assert settings["beta1"] == (0.8 if optimizer == "adam" else None)
+    assert settings["nesterov_form"] == ("dlfs2" if optimizer == "nesterov" else None)
 
 
 def test_mlp_with_autodiff_and_optax_and_steps(capsys):
@@ -75,6 +77,10 @@ def test_mlp_with_autodiff_and_optax_and_steps(capsys):
     (["--optimizer", "momentum", "--beta1", "0.5"],
      "--beta1 does not apply to --optimizer momentum (it takes --momentum)"),
     (["--momentum", "0.5"], "--momentum does not apply to --optimizer sgd (it takes only --lr)"),
+    (["--nesterov-form", "dlfs2"],
+     "--nesterov-form does not apply to --optimizer sgd (it takes only --lr)"),
+    (["--optimizer", "nesterov", "--nesterov-form", "dlfs3"],
+     "argument --nesterov-form: invalid choice: 'dlfs3'"),
     (["--optimizer", "adam", "--beta2", "1"], "argument --beta2: must be a number in [0, 1)"),
     (["--weight-decay", "-1"], "argument --weight-decay: must be a number >= 0"),
     (["--net", "simple-conv", "--hidden", "10"],

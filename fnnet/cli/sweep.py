@@ -125,6 +125,8 @@ def train_args(args: argparse.Namespace, trial: Any) -> list[str]:
     for name in HYPERPARAMETERS:
         if getattr(args, name) is not None:
             argv += [f"--{name.replace('_', '-')}", repr(getattr(args, name))]
+    if args.nesterov_form is not None:
+        argv += ["--nesterov-form", args.nesterov_form]
     argv += ["--batch-size", str(args.batch_size), "--sampling", args.sampling,
              "--epochs", str(args.epochs), "--seed", str(trial.seed)]
     if args.train_size is not None:

@@ -14,7 +14,8 @@ from fnnet.cli.common import EXIT_INTERRUPTED, EXIT_NON_FINITE, UsageError
 # Settings that fix the trajectory: a resumed run must agree on them.
 RESUME_KEYS = ("dataset", "net", "hidden", "activation", "init", "batchnorm", "dropout",
                "weight_decay", "optimizer",
-               "lr", "momentum", "beta1", "beta2", "decay_rate", "batch_size", "sampling",
+               "lr", "momentum", "beta1", "beta2", "decay_rate", "nesterov_form", "batch_size",
+               "sampling",
                "seed", "precision", "train_size", "validation", "split_seed")
 
 
