@@ -66,7 +66,13 @@ class Model(NamedTuple):
     * ``loss_and_state(params, state, x, t, *, key=None) -> (loss, new_state)``: the training
       loss and the updated state, for ``jax.value_and_grad(..., has_aux=True)``;
     * ``accuracy(params, x, t, *, state=None) -> scalar``: fraction of argmax hits, eval mode;
-    * ``input_shape``, ``output_shape``: one example's shapes (no batch axis).
+    * ``input_shape``, ``output_shape``: one example's shapes (no batch axis); the last axis
+      of ``output_shape`` is the classes, so integer labels are ``(N, *output_shape[:-1])``;
+    * ``input_range``: None for floating inputs; ``V`` for integer inputs (word ids) in
+      ``[0, V)``.
+
+    The models of the sequel (word2vec, seq2seq) are Models too: their ``accuracy`` is what
+    the book scores them by.
     """
 
     init: Callable[[jax.Array], Params]
@@ -77,6 +83,7 @@ class Model(NamedTuple):
     accuracy: Callable[..., jax.Array]
     input_shape: Shape
     output_shape: Shape
+    input_range: int | None = None
 
 
 def ops_for(grads: str) -> ModuleType:

@@ -293,10 +293,13 @@ def check_data(model: Model, data: Any) -> None:
     """Refuse, before any training, data that does not fit ``model`` (one line each).
 
     Checks: as many labels as examples; each example of the model's input shape; floating,
-    finite inputs; integer labels in ``[0, C)`` or one-hot/soft rows of width ``C`` (C =
-    the model's number of classes); a non-empty training and test set.
+    finite inputs (or, for a model with an ``input_range`` V, integer ids in ``[0, V)``);
+    integer labels of shape ``(N, *output_shape[:-1])`` in ``[0, C)`` or one-hot/soft labels
+    ``(N, *output_shape)`` (C = ``output_shape[-1]``, the classes); a non-empty training and
+    test set.
     """
-    (classes,) = model.output_shape
+    classes = model.output_shape[-1]
+    label_shape = tuple(model.output_shape[:-1])
     for split in ("train", "test"):
         x, t = np.asarray(getattr(data, f"x_{split}")), np.asarray(getattr(data, f"t_{split}"))
         if len(x) == 0:
@@ -307,23 +310,36 @@ def check_data(model: Model, data: Any) -> None:
         if x.shape[1:] != model.input_shape:
             raise ValueError(f"data: the model takes examples of shape {model.input_shape}; "
                              f"x_{split} has {x.shape[1:]}")
-        if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"data: x_{split} must be floating; got {x.dtype}")
-        bad = ~np.isfinite(x)
-        if bad.any():
-            raise ValueError(f"data: x_{split} has {int(bad.sum())} non-finite values (first in "
-                             f"example {int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))})")
+        _check_inputs(model, x, split)
         if np.issubdtype(t.dtype, np.integer):
-            if t.ndim != 1:
-                raise ValueError(f"data: integer t_{split} must be (N,) class indices; got "
-                                 f"shape {t.shape}")
+            if t.shape[1:] != label_shape:
+                raise ValueError(f"data: integer t_{split} must be {('N', *label_shape)} class "
+                                 f"indices; got shape {t.shape}")
             low, high = int(t.min()), int(t.max())
             if low < 0 or high >= classes:
                 raise ValueError(f"data: t_{split} holds labels in [{low}, {high}] but the model "
                                  f"has {classes} classes (labels 0..{classes - 1})")
-        elif t.shape[1:] != (classes,):
-            raise ValueError(f"data: one-hot t_{split} must be (N, {classes}) for a model with "
-                             f"{classes} classes; got shape {t.shape}")
+        elif t.shape[1:] != tuple(model.output_shape):
+            raise ValueError(f"data: one-hot t_{split} must be {('N', *model.output_shape)} for "
+                             f"a model with {classes} classes; got shape {t.shape}")
+
+
+def _check_inputs(model: Model, x: np.ndarray, split: str) -> None:
+    if model.input_range is not None:
+        if not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"data: x_{split} must be integer ids in [0, {model.input_range}); "
+                             f"got {x.dtype}")
+        low, high = int(x.min()), int(x.max())
+        if low < 0 or high >= model.input_range:
+            raise ValueError(f"data: x_{split} holds ids in [{low}, {high}] but the model takes "
+                             f"ids in [0, {model.input_range})")
+        return
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"data: x_{split} must be floating; got {x.dtype}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise ValueError(f"data: x_{split} has {int(bad.sum())} non-finite values (first in "
+                         f"example {int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))})")
 
 
 class NonFiniteLossError(FloatingPointError):
