@@ -185,6 +185,17 @@ def _time_sce(N: int, T: int, V: int, ignored: int) -> Case:
                 eager=False)
 
 
+def _time_affine_sce(N: int, T: int, D: int, V: int, ignored: int) -> Case:
+    def make(rng, dt):
+        ts = rng.integers(0, V, size=(N, T))
+        ts.flat[:ignored] = -1
+        return (normal(rng, (N, T, D), dt), normal(rng, (D, V), dt, 1.5), normal(rng, (V,), dt),
+                jnp.asarray(ts, jnp.int32))
+
+    return Case("time_affine_softmax_cross_entropy", make, (0, 1, 2),
+                f"N{N}-T{T}-D{D}-V{V}-ignored{ignored}", eager=False)
+
+
 def _time_attention(N: int, T_enc: int, T_dec: int, H: int) -> Case:
     return Case("time_attention",
                 lambda rng, dt: (normal(rng, (N, T_enc, H), dt), normal(rng, (N, T_dec, H), dt)),
@@ -250,6 +261,8 @@ CASES = [
     _arrays("time_affine", (2, 4, 3), (3, 5), (5,), eager=False),
     _time_sce(1, 1, 2, 0),
     _time_sce(2, 4, 5, 3),                         # 3 of 8 positions ignored
+    _time_affine_sce(1, 1, 1, 2, 0),
+    _time_affine_sce(2, 4, 3, 5, 3),               # repeated labels, 3 of 8 ignored
     _arrays("attention_weight", (1, 3, 1), (1, 1), eager=True),
     _arrays("attention_weight", (2, 4, 3), (2, 3), eager=False),
     _arrays("weight_sum", (1, 3, 1), (1, 3), eager=False),

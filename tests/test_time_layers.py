@@ -111,3 +111,63 @@ def test_bad_input_names_the_argument(ops):
         ops.time_affine(xs[0], jnp.zeros((4, 2)), jnp.zeros(2))
     with pytest.raises(ValueError, match=r"time_affine: b must have shape \(W.shape\[1\],\)"):
         ops.time_affine(xs, jnp.zeros((4, 2)), jnp.zeros(3))
+
+
+# --- time_affine_softmax_cross_entropy --------------------------------------------------------
+
+
+def _fused_args(rng, N=2, T=4, D=3, V=5, scale=1.0, dtype=jnp.float64):
+    ts = rng.integers(0, V, size=(N, T))
+    ts.flat[1] = -1
+    return (jnp.asarray(rng.standard_normal((N, T, D)), dtype),
+            jnp.asarray(scale * rng.standard_normal((D, V)), dtype),
+            jnp.asarray(rng.standard_normal(V), dtype), jnp.asarray(ts, jnp.int32))
+
+
+@pytest.mark.parametrize("block_bytes", [None, 3 * 5 * 8], ids=["one-block", "3-row-blocks"])
+def test_fused_head_equals_affine_then_loss_in_blocks_of_rows(x64, monkeypatch, block_bytes):
+    """8 rows in blocks of 3 (a padded last block) give the composition's value and grads,
+    under a cotangent g ≠ 1; the ignored position gets no gradient."""
+    from fnnet.ops import time_layers
+
+    if block_bytes is not None:
+        monkeypatch.setattr(time_layers, "BLOCK_BYTES", block_bytes)
+        assert time_layers._block_rows(8, 5, 8) == 3 or jax.default_backend() != "cpu"
+    args = _fused_args(np.random.default_rng(0))
+
+    def composed(xs, W, b):
+        return 2.5 * manual.time_softmax_cross_entropy(manual.time_affine(xs, W, b), args[3])
+
+    def fused(xs, W, b):
+        return 2.5 * manual.time_affine_softmax_cross_entropy(xs, W, b, args[3])
+
+    value, grads = jax.jit(jax.value_and_grad(fused, argnums=(0, 1, 2)))(*args[:3])
+    expected = jax.jit(jax.value_and_grad(composed, argnums=(0, 1, 2)))(*args[:3])
+    assert_tree_allclose((value, grads), expected, jnp.float64)
+    assert np.all(np.asarray(grads[0][0, 1]) == 0)  # the ignored position
+
+
+@pytest.mark.parametrize("ops", BOTH, ids=IDS)
+def test_fused_head_is_finite_for_huge_logits_and_all_ignored(ops):
+    xs, W, b, ts = _fused_args(np.random.default_rng(1), scale=1e4, dtype=jnp.float32)
+    step = jax.jit(jax.value_and_grad(ops.time_affine_softmax_cross_entropy, argnums=(0, 1, 2)))
+    loss, grads = step(xs, W, b, ts)
+    assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads)
+    loss, grads = step(xs, W, b, jnp.full_like(ts, -1))
+    assert float(loss) == 0 and all(np.all(np.asarray(g) == 0) for g in grads)
+
+
+def test_fused_head_bad_input_names_the_argument():
+    xs, W, b = jnp.zeros((2, 3, 4)), jnp.zeros((4, 5)), jnp.zeros(5)
+    ts = jnp.zeros((2, 3), jnp.int32)
+    op = manual.time_affine_softmax_cross_entropy
+    with pytest.raises(ValueError, match=r"time_affine_softmax_cross_entropy: ts must lie in "
+                                         r"\[0, V\) = \[0, 5\)"):
+        op(xs, W, b, ts.at[1, 2].set(5))
+    with pytest.raises(ValueError, match=r"time_affine_softmax_cross_entropy: xs.shape\[2\] "
+                                         r"must equal W.shape\[0\]"):
+        op(xs, W[:3], b, ts)
+    with pytest.raises(ValueError, match=r"needs V >= 2 columns"):
+        op(xs, W[:, :1], b[:1], ts)
+    loss = jax.jit(op)(xs, W, b, ts.at[0, 0].set(9))
+    assert np.isnan(loss)  # under jit: loud NaN

@@ -78,6 +78,9 @@ OPS: dict[str, OpPair] = {
     "time_affine": _pair(time_layers.time_affine, time_layers.time_affine_reference),
     "time_softmax_cross_entropy": _pair(time_layers.time_softmax_cross_entropy,
                                         time_layers.time_softmax_cross_entropy_reference),
+    "time_affine_softmax_cross_entropy": _pair(
+        time_layers.time_affine_softmax_cross_entropy,
+        time_layers.time_affine_softmax_cross_entropy_reference),
     "attention_weight": _pair(attention.attention_weight, attention.attention_weight_reference),
     "weight_sum": _pair(attention.weight_sum, attention.weight_sum_reference),
     "time_attention": _pair(attention.time_attention, attention.time_attention_reference),

@@ -1,7 +1,11 @@
-"""The sequel's non-recurrent time layers: time_affine and time_softmax_cross_entropy.
+"""The sequel's non-recurrent time layers: time_affine and time_softmax_cross_entropy, and
+the two fused as a language model's output layer and loss.
 
-Both act on every time step of a batch-major sequence ``(N, T, ·)`` at once, as the book's
+All act on every time step of a batch-major sequence ``(N, T, ·)`` at once, as the book's
 TimeAffine and TimeSoftmaxWithLoss do by folding ``N·T`` into one batch axis.
+:func:`time_affine_softmax_cross_entropy` is the pair as one op whose hand rule works
+through the ``(N·T, V)`` logits a block of rows at a time, recomputing them in the backward
+pass instead of keeping them (the rule autodiff cannot choose).
 """
 
 from __future__ import annotations
@@ -17,17 +21,17 @@ from fnnet.ops import linear
 # --- time_affine ---------------------------------------------------------------------------
 
 
-def _check_time_affine_args(xs: object, W: object, b: object):
-    xs = as_float_array("time_affine", "xs", xs)
-    check_ndim("time_affine", "xs", xs, 3, "(batch N, time T, input size D)")
-    W = as_float_array("time_affine", "W", W)
-    check_ndim("time_affine", "W", W, 2, "(input size D, output size M)")
-    b = as_float_array("time_affine", "b", b)
+def _check_time_affine_args(xs: object, W: object, b: object, op: str = "time_affine"):
+    xs = as_float_array(op, "xs", xs)
+    check_ndim(op, "xs", xs, 3, "(batch N, time T, input size D)")
+    W = as_float_array(op, "W", W)
+    check_ndim(op, "W", W, 2, "(input size D, output size M)")
+    b = as_float_array(op, "b", b)
     if xs.shape[2] != W.shape[0]:
-        raise ValueError(f"time_affine: xs.shape[2] must equal W.shape[0] (the input size D); "
+        raise ValueError(f"{op}: xs.shape[2] must equal W.shape[0] (the input size D); "
                          f"got xs.shape={tuple(xs.shape)}, W.shape={tuple(W.shape)}")
     if b.shape != (W.shape[1],):
-        raise ValueError(f"time_affine: b must have shape (W.shape[1],) = ({W.shape[1]},); "
+        raise ValueError(f"{op}: b must have shape (W.shape[1],) = ({W.shape[1]},); "
                          f"got {tuple(b.shape)}")
     return xs, W, b
 
@@ -60,24 +64,31 @@ def time_affine_reference(xs: jax.Array, W: jax.Array, b: jax.Array) -> jax.Arra
 # --- time_softmax_cross_entropy ------------------------------------------------------------
 
 
+def _check_labels(op: str, ts: object, shape: tuple[int, int], V: int,
+                  ignore_label: object) -> tuple[jax.Array, int]:
+    """``ts`` as ``(N, T)`` integer labels in ``[0, V)`` or ``ignore_label`` (values checked
+    when they are known, i.e. outside ``jit``)."""
+    ts = as_int_array(op, "ts", ts)
+    if ts.shape != shape:
+        raise ValueError(f"{op}: ts must hold one class index per position, shape (N, T) = "
+                         f"{shape}; got {tuple(ts.shape)}")
+    ignore_label = static_int(op, "ignore_label", ignore_label)
+    values = concrete_values(ts)
+    if values is not None:
+        kept = values[values != ignore_label]
+        if kept.size and (kept.min() < 0 or kept.max() >= V):
+            raise ValueError(f"{op}: ts must lie in [0, V) = [0, {V}) or equal ignore_label = "
+                             f"{ignore_label}; got other values in [{kept.min()}, {kept.max()}]")
+    return ts, ignore_label
+
+
 def _check_time_sce_args(xs: object, ts: object, ignore_label: object):
     op = "time_softmax_cross_entropy"
     xs = as_float_array(op, "xs", xs)
     check_ndim(op, "xs", xs, 3, "(batch N, time T, classes V)")
     if xs.shape[2] < 2:
         raise ValueError(f"{op}: xs needs V >= 2 classes; got shape {tuple(xs.shape)}")
-    ts = as_int_array(op, "ts", ts)
-    if ts.shape != xs.shape[:2]:
-        raise ValueError(f"{op}: ts must hold one class index per position, shape (N, T) = "
-                         f"{tuple(xs.shape[:2])}; got {tuple(ts.shape)}")
-    ignore_label = static_int(op, "ignore_label", ignore_label)
-    values = concrete_values(ts)
-    if values is not None:
-        kept = values[values != ignore_label]
-        V = xs.shape[2]
-        if kept.size and (kept.min() < 0 or kept.max() >= V):
-            raise ValueError(f"{op}: ts must lie in [0, V) = [0, {V}) or equal ignore_label = "
-                             f"{ignore_label}; got other values in [{kept.min()}, {kept.max()}]")
+    ts, ignore_label = _check_labels(op, ts, tuple(xs.shape[:2]), xs.shape[2], ignore_label)
     return xs, ts, ignore_label
 
 
@@ -170,3 +181,137 @@ def time_softmax_cross_entropy_reference(xs: jax.Array, ts: jax.Array, *,
     # A product, not a where: jax.grad then also turns those positions' gradients into NaN.
     picked = _picked(logp, ts) * jnp.where(out_of_range, jnp.nan, 1).astype(logp.dtype)
     return (-jnp.sum(jnp.where(kept, picked, 0)) / count).astype(xs.dtype)
+
+
+# --- time_affine_softmax_cross_entropy: the two fused, in row blocks -------------------------
+
+BLOCK_BYTES = 3 * 2**20
+"""Bytes of logits per row block of :func:`time_affine_softmax_cross_entropy` on a CPU: a
+block's ``(R, V)`` logits stay in the cache between the matmul that makes them and the
+passes that use them. At the sequel's ch6 shapes (700 rows, V = 10 000) blocks of 35, 70,
+140, 350 and 700 rows took 218, 184, 206, 235 and ~265 ms per forward + backward on this
+project's 2-core CPU; 3 MiB is ~78 rows there. Other backends use one block (all rows): a
+GPU wants the large matmuls."""
+
+
+def _block_rows(rows: int, V: int, itemsize: int) -> int:
+    if jax.default_backend() != "cpu":
+        return rows
+    return max(1, min(rows, BLOCK_BYTES // (itemsize * V)))
+
+
+def _check_fused_args(xs: object, W: object, b: object, ts: object, ignore_label: object):
+    op = "time_affine_softmax_cross_entropy"
+    xs, W, b = _check_time_affine_args(xs, W, b, op)
+    if W.shape[1] < 2:
+        raise ValueError(f"{op}: W needs V >= 2 columns (classes); got shape {tuple(W.shape)}")
+    ts, ignore_label = _check_labels(op, ts, tuple(xs.shape[:2]), W.shape[1], ignore_label)
+    return xs, W, b, ts, ignore_label
+
+
+def _in_blocks(a: jax.Array, rows: int) -> jax.Array:
+    """``(M, …)`` → ``(M/rows, rows, …)``, zero rows appended up to a multiple of ``rows``."""
+    pad = -a.shape[0] % rows
+    a = jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
+    return a.reshape(-1, rows, *a.shape[1:])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fused(ignore_label: int, xs, W, b, ts):
+    return _fused_fwd(ignore_label, xs, W, b, ts)[0]
+
+
+def _fused_fwd(ignore_label, xs, W, b, ts):
+    dtype = _compute_dtype(jnp.result_type(xs, W, b))
+    N, T, D = xs.shape
+    V = W.shape[1]
+    x, Wc, bc = xs.reshape(N * T, D).astype(dtype), W.astype(dtype), b.astype(dtype)
+    labels = jnp.clip(ts.reshape(-1), 0, V - 1)
+    rows = _block_rows(N * T, V, jnp.dtype(dtype).itemsize)
+
+    def lse_of(x_block):
+        return jax.nn.logsumexp(x_block @ Wc + bc, axis=-1)
+
+    lse = jax.lax.map(lse_of, _in_blocks(x, rows)).reshape(-1)[:N * T]
+    picked = jnp.sum(x * Wc.T[labels], axis=1) + bc[labels]
+    w = _weights(ts.reshape(-1), V, ignore_label, dtype)
+    loss = -jnp.sum(jnp.where(w == 0, 0, w * (picked - lse)))
+    return loss.astype(xs.dtype), (x.reshape(N, T, D), Wc, bc, labels, lse, w)
+
+
+def _fused_bwd(ignore_label, res, g):
+    xs, W, b, labels, lse, w = res
+    shape, out_dtype = xs.shape, g.dtype  # the primals share g's dtype (promoted together)
+    x = xs.reshape(-1, shape[2])
+    M, V = x.shape[0], W.shape[1]
+    scale = g.astype(x.dtype) * w  # (M,): g/|K| where counted, 0 where ignored
+    rows = _block_rows(M, V, x.dtype.itemsize)
+
+    def block(carry, inputs):
+        dW, db = carry
+        x_b, lse_b, scale_b = inputs
+        P = jnp.exp(x_b @ W + b - lse_b[:, None]) * scale_b[:, None]  # g·softmax/|K|
+        return (dW + x_b.T @ P, db + jnp.sum(P, axis=0)), P @ W.T
+
+    (dW, db), dx = jax.lax.scan(
+        block, (jnp.zeros_like(W), jnp.zeros_like(b)),
+        (_in_blocks(x, rows), _in_blocks(lse, rows), _in_blocks(scale, rows)))
+    # The −onehot term, sparse: one column of W (one row of Wᵀ) per position.
+    dx = dx.reshape(-1, x.shape[1])[:M] - scale[:, None] * W.T[labels]
+    dW = dW.at[:, labels].add(-(x * scale[:, None]).T)
+    db = db.at[labels].add(-scale)
+    return (dx.reshape(shape).astype(out_dtype), dW.astype(out_dtype), db.astype(out_dtype),
+            None)
+
+
+_fused.defvjp(_fused_fwd, _fused_bwd)
+
+
+def time_affine_softmax_cross_entropy(xs: jax.Array, W: jax.Array, b: jax.Array,
+                                      ts: jax.Array, *, ignore_label: int = -1) -> jax.Array:
+    """:func:`time_affine` followed by :func:`time_softmax_cross_entropy`, as one op whose
+    rule never holds the ``(N·T, V)`` logits (a language model's output layer and loss).
+
+    Forward:  with ``X = xs`` as ``(N·T, D)`` rows, ``Z = X·W + b`` and
+    ``ℓ = logsumexp(Z)`` per row, ``L = −(1/|K|) Σ_{p∈K} (Z[p, ts_p] − ℓ_p)`` over the
+    positions ``K`` whose label is not ``ignore_label`` (as :func:`time_softmax_cross_entropy`).
+    ``Z`` is made in blocks of rows (:data:`BLOCK_BYTES` of logits each) and reduced to ``ℓ``
+    at once; ``Z[p, ts_p] = X_p·W[:, ts_p] + b[ts_p]`` is a dot product per position.
+
+    Backward: with ``s_p = g/|K|`` for ``p ∈ K`` (0 if ignored) and ``P = s·softmax(Z)``
+    per row, ``dZ = P − s·onehot(ts)``, so ``dX = P·Wᵀ − s·W[:, ts]ᵀ``,
+    ``dW = Xᵀ·P − Σ_p s_p·X_pᵀ e_{ts_p}`` (a scatter-add into the label columns),
+    ``db = Σ_p P_p − Σ_p s_p e_{ts_p}``. ``P`` is recomputed block by block from ``X``, ``W``
+    and the saved ``ℓ`` (one extra ``X·W`` matmul) and used while it is in the cache; the
+    ``−onehot`` part is never materialised. Autodiff of the two ops keeps the whole ``Z`` (or
+    ``log softmax Z``) for the backward and passes over it several times; at the sequel's
+    ch6 shapes (V = 10 000) that memory traffic, not the arithmetic, is most of the step on
+    a CPU. ``ts`` gets ``None``.
+
+    Args:
+      xs: ``(N, T, D)``; W: ``(D, V)``; b: ``(V,)``, ``V >= 2``.
+      ts: ``(N, T)`` integer labels in ``[0, V)``, or ``ignore_label``.
+      ignore_label: the label of positions to leave out (keyword-only, a static int).
+
+    Returns:
+      The scalar loss, dtype of the promoted arguments (half precision computed in float32).
+
+    >>> import jax.numpy as jnp
+    >>> xs, W, b = jnp.zeros((1, 3, 2)), jnp.zeros((2, 4)), jnp.zeros(4)
+    >>> ts = jnp.array([[0, -1, 1]])
+    >>> round(float(time_affine_softmax_cross_entropy(xs, W, b, ts)), 4)  # log 4
+    1.3863
+    """
+    xs, W, b, ts, ignore_label = _check_fused_args(xs, W, b, ts, ignore_label)
+    dtype = jnp.result_type(xs, W, b)
+    return _fused(ignore_label, xs.astype(dtype), W.astype(dtype), b.astype(dtype), ts)
+
+
+def time_affine_softmax_cross_entropy_reference(xs: jax.Array, W: jax.Array, b: jax.Array,
+                                                ts: jax.Array, *,
+                                                ignore_label: int = -1) -> jax.Array:
+    """The two references composed: ``time_softmax_cross_entropy_reference(
+    time_affine_reference(xs, W, b), ts)``; differentiated by ``jax.grad``."""
+    xs, W, b, ts, ignore_label = _check_fused_args(xs, W, b, ts, ignore_label)
+    return time_softmax_cross_entropy_reference(time_affine_reference(xs, W, b), ts,
+                                                ignore_label=ignore_label)
