@@ -78,7 +78,7 @@ from jax.flatten_util import ravel_pytree
 from fnnet import precision as fnnet_precision
 from fnnet._checks import check_int
 from fnnet.layers import Model
-from fnnet.nets import CONV_NETS, NETS, build_net
+from fnnet.nets import CONV_NETS, NETS, SAMPLED_NETS, build_net
 from fnnet.precision import cast_floating
 
 __all__ = [
@@ -608,7 +608,11 @@ def gradcheck_model(
 
     Args:
       net: a name of :data:`fnnet.nets.NETS` (``"two-layer"``, ``"mlp"``,
-        ``"simple-conv"``, ``"deep-conv"``).
+        ``"simple-conv"``, ``"deep-conv"``), or of :data:`fnnet.nets.SAMPLED_NETS` (the
+        language models ``"simple-rnnlm"``, ``"rnnlm"``, ``"better-rnnlm"``, …): those bring
+        their own batch (``SampledNet.sample``: random word ids for the language models)
+        and are built with ``SampledNet.options`` updated by ``net_options``; ``dataset``,
+        ``data_dir`` and ``download`` do not apply to them.
       dataset: ``"digits"``, ``"mnist"`` or ``"fashion-mnist"``.
       batch_size: samples in the batch (the book checks 3).
       dtype: ``"float64"`` or ``"float32"``.
@@ -620,11 +624,15 @@ def gradcheck_model(
       **net_options: the builder's options, e.g. ``hidden=(50,)``, ``activation="relu"``,
         ``weight_init="he"``, ``batchnorm=True``, ``dropout=0.5``.
     """
-    if net not in NETS:
-        raise ValueError(f"gradcheck_model: net must be one of {tuple(NETS)}; got {net!r}")
+    if net not in NETS and net not in SAMPLED_NETS:
+        raise ValueError(f"gradcheck_model: net must be one of "
+                         f"{(*NETS, *SAMPLED_NETS)}; got {net!r}")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"gradcheck_model: dtype must be 'float32' or 'float64'; got {dtype!r}")
     batch_size = check_int("gradcheck_model: batch_size", batch_size)
+    if net in SAMPLED_NETS:
+        return _gradcheck_sampled(net, batch_size, dtype, seed, max_entries, numerical,
+                                  matmul_precision, net_options)
     with jax.enable_x64(True):
         from fnnet.data import load_dataset  # data loading is only needed here
 
@@ -641,4 +649,23 @@ def gradcheck_model(
                                   dtype=jnp.dtype(dtype), **net_options)
         return compare_model_grads(build, x, t, key=jax.random.key(seed),
                                    max_entries=max_entries, numerical=numerical, seed=seed,
+                                   matmul_precision=matmul_precision)
+
+
+def _gradcheck_sampled(net: str, batch_size: int, dtype: str, seed: int,
+                       max_entries: int | None, numerical: bool, matmul_precision: str,
+                       net_options: dict[str, Any]) -> GradReport:
+    """:func:`gradcheck_model` of a net of :data:`fnnet.nets.SAMPLED_NETS`."""
+    spec = SAMPLED_NETS[net]
+    unknown = sorted(set(net_options) - set(spec.options))
+    if unknown:
+        raise ValueError(f"gradcheck_model: net {net!r} takes the options "
+                         f"{sorted(spec.options)}; got {unknown}")
+    options = {**spec.options, **net_options}
+    with jax.enable_x64(True):
+        build = functools.partial(spec.build, dtype=jnp.dtype(dtype), **options)
+        x, t = spec.sample(build(grads="manual"), batch_size, seed)
+        return compare_model_grads(build, jnp.asarray(x), jnp.asarray(t),
+                                   key=jax.random.key(seed), max_entries=max_entries,
+                                   numerical=numerical, seed=seed,
                                    matmul_precision=matmul_precision)

@@ -280,6 +280,114 @@ def batch_norm_layer(*, momentum: float = 0.9, eps: float = 1e-5,
     return Layer(init, apply)
 
 
+# --- the sequel's layers: word ids, recurrent cells over time, time-distributed affine -------
+
+CELLS = ("rnn", "lstm", "gru")
+"""The recurrent cells :func:`recurrent_layer` takes (the book's TimeRNN, TimeLSTM, TimeGRU)."""
+_CARRIED = {"rnn": ("h",), "lstm": ("h", "c"), "gru": ("h",)}
+_BLOCKS = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def embedding_layer(
+    vocabulary_size: int,
+    vector_size: int,
+    *,
+    weight_init: str | float | Initializer = 0.01,
+    grads: str = "manual",
+    dtype: jnp.dtype = jnp.float32,
+) -> Layer:
+    """The sequel's (Time)Embedding layer: integer ids ``(…)`` → rows of ``W`` ``(…, D)``.
+
+    Params ``{"W": (V, D)}`` from ``weight_init`` (the book's ``randn(V, D)/100``: a normal of
+    std 0.01). Backward: the scatter-add of :func:`fnnet.ops.embedding.embedding`.
+    """
+    vocabulary_size = check_int("vocabulary_size", vocabulary_size)
+    vector_size = check_int("vector_size", vector_size)
+    initializer = resolve(weight_init)
+    embedding = ops_for(grads).embedding
+
+    def init(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
+        return ((*input_shape, vector_size),
+                {"W": initializer(key, (vocabulary_size, vector_size), dtype)})
+
+    return _stateless(init, lambda params, ids: embedding(params["W"], ids))
+
+
+def recurrent_layer(
+    cell: str,
+    hidden_size: int,
+    *,
+    stateful: bool = False,
+    weight_init: str | float | Initializer = "xavier",
+    grads: str = "manual",
+    dtype: jnp.dtype = jnp.float32,
+) -> Layer:
+    """The book's TimeRNN / TimeLSTM / TimeGRU: ``(T, D) → (T, H)`` with the hand BPTT of
+    :mod:`fnnet.ops.bptt` (``cell`` one of :data:`CELLS`).
+
+    Params ``{"Wx": (D, k·H), "Wh": (H, k·H), "b": (k·H,)}`` (``k`` = 1, 4 (f, g, i, o) or
+    3 (z, r, h̃)); ``Wx`` and ``Wh`` from ``weight_init`` (the book's ``randn/√fan_in``:
+    ``"xavier"``), ``b = 0``.
+
+    State: the carried ``h`` (and the LSTM's ``c``), each ``(N, H)``. An empty state (``{}``,
+    what ``init`` returns) means zeros. With ``stateful=True`` (the book's
+    ``stateful=True``) the layer starts from the state it is given and returns its final
+    ``h`` (``c``) as the new state, so truncated BPTT carries it from one chunk of a
+    sequence to the next (no gradient crosses chunks: the state is an input, not a
+    parameter); with ``stateful=False`` every call starts from zeros and the state stays
+    ``{}``.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}; got {cell!r}")
+    hidden_size = check_int("hidden_size", hidden_size)
+    initializer = resolve(weight_init)
+    time_op = getattr(ops_for(grads), f"time_{cell}")
+    k = _BLOCKS[cell]
+
+    def init(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params, State]:
+        if len(input_shape) != 2:
+            raise ValueError(f"{cell} layer: input shape must be (T, D); got {input_shape}")
+        T, D = input_shape
+        key_x, key_h = jax.random.split(key)
+        return ((T, hidden_size),
+                {"Wx": initializer(key_x, (D, k * hidden_size), dtype),
+                 "Wh": initializer(key_h, (hidden_size, k * hidden_size), dtype),
+                 "b": jnp.zeros((k * hidden_size,), dtype)}, {})
+
+    def apply(params: Params, state: State, xs: jax.Array, *, key: jax.Array | None = None,
+              train: bool = False) -> tuple[jax.Array, State]:
+        del key, train
+        zeros = jnp.zeros((xs.shape[0], hidden_size), xs.dtype)
+        carried = [state.get(name, zeros) if stateful else zeros for name in _CARRIED[cell]]
+        hs, *final = time_op(xs, *carried, params["Wx"], params["Wh"], params["b"])
+        return hs, (dict(zip(_CARRIED[cell], final, strict=True)) if stateful else {})
+
+    return Layer(init, apply)
+
+
+def time_affine_layer(
+    output_size: int,
+    *,
+    weight_init: str | float | Initializer = "xavier",
+    grads: str = "manual",
+    dtype: jnp.dtype = jnp.float32,
+) -> Layer:
+    """The book's TimeAffine: ``(T, D) → (T, M)``, the same ``x·W + b`` at every step
+    (:func:`fnnet.ops.time_layers.time_affine`); ``W (D, M)`` from ``weight_init`` (the
+    book's ``randn(D, M)/√D``: ``"xavier"``), ``b = 0``."""
+    output_size = check_int("output_size", output_size)
+    initializer = resolve(weight_init)
+    time_affine = ops_for(grads).time_affine
+
+    def init(key: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
+        if len(input_shape) != 2:
+            raise ValueError(f"time affine layer: input shape must be (T, D); got {input_shape}")
+        W = initializer(key, (input_shape[-1], output_size), dtype)
+        return (input_shape[0], output_size), {"W": W, "b": jnp.zeros((output_size,), dtype)}
+
+    return _stateless(init, lambda params, xs: time_affine(xs, params["W"], params["b"]))
+
+
 def serial(*named_layers: tuple[str, Layer]) -> Layer:
     """Chain ``(name, layer)`` pairs; params and state are ``{name: …}`` for layers having any.
 

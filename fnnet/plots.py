@@ -1,7 +1,9 @@
 """Figures of a run's results as PNG files (needs matplotlib: ``pip install 'fnnet[plot]'``).
 
 * :func:`plot_history` — loss and accuracy per epoch of a :func:`fnnet.train.fit` run;
-* :func:`plot_sweep` — the book's figure 6-24 and η × λ of a :func:`fnnet.sweep.sweep`.
+* :func:`plot_sweep` — the book's figure 6-24 and η × λ of a :func:`fnnet.sweep.sweep`;
+* :func:`plot_perplexity` — training and held-out perplexity per epoch of a
+  :func:`fnnet.train_lm.fit_lm` run.
 
 Each file is written atomically (:mod:`fnnet.atomic`).
 """
@@ -47,6 +49,23 @@ def plot_history(history: Any, path: Path, *, title: str = "") -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def plot_perplexity(history: Any, path: Path, *, title: str = "") -> None:
+    """Training and held-out perplexity per epoch (log scale) as a PNG; the epochs after
+    which the learning rate was divided are marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(history.epoch, history.train_ppl, marker="o", label="train (mean over epoch)")
+    ax.plot(history.epoch, history.held_out_ppl, marker="s", label=history.held_out)
+    for epoch, decayed in zip(history.epoch, history.decayed, strict=True):
+        if decayed:
+            ax.axvline(epoch, color="grey", alpha=0.3, linestyle="--")
+    ax.set(xlabel="epoch", ylabel="perplexity", yscale="log", title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
     fig.tight_layout()
     save_png(fig, path)
 

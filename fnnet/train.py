@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -219,8 +219,30 @@ def evaluate(model: Model, params: Params, x: jax.Array, t: jax.Array, *,
 # --- fit -----------------------------------------------------------------------------------
 
 
+class EpochRecords:
+    """What a per-epoch history dataclass shares (:class:`History`, and
+    :class:`fnnet.train_lm.LMHistory`): its list fields are aligned by epoch; a field with
+    ``repr=False`` (e.g. the final model state) is left out of :meth:`to_dict`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics and timings as plain lists and numbers (``repr=False`` fields left
+        out)."""
+        hidden = {f.name for f in fields(self) if not f.repr}
+        return {k: v for k, v in asdict(self).items() if k not in hidden}
+
+    def last(self) -> dict[str, Any]:
+        """The last epoch's record as a dict (empty before the first epoch)."""
+        return {k: v[-1] for k, v in self.to_dict().items() if isinstance(v, list) and v}
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Append one epoch's ``record`` (a value for each of its list fields); return it."""
+        for name, value in record.items():
+            getattr(self, name).append(value)
+        return record
+
+
 @dataclass
-class History:
+class History(EpochRecords):
     """Per-epoch metrics of a :func:`fit` run (lists aligned by epoch) and its timings.
 
     ``loss`` is the mean training loss over the epoch's steps (each before its update);
@@ -251,10 +273,6 @@ class History:
     start_step: int = 0
     state: Any = field(default=None, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The metrics and timings as plain lists and numbers (``state`` left out)."""
-        return {k: v for k, v in asdict(self).items() if k != "state"}
-
     def record(self, *, epoch: int, step: int, loss: float, train_loss: float,
                train_acc: float, test_loss: float, test_acc: float, seconds: float,
                num_steps: int) -> dict[str, Any]:
@@ -263,13 +281,7 @@ class History:
                       train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                       wall_s=(self.wall_s[-1] if self.wall_s else 0.0) + seconds,
                       steps_per_s=num_steps / seconds if seconds > 0 else math.inf)
-        for name, value in record.items():
-            getattr(self, name).append(value)
-        return record
-
-    def last(self) -> dict[str, Any]:
-        """The last epoch's record as a dict (empty before the first epoch)."""
-        return {k: v[-1] for k, v in self.to_dict().items() if isinstance(v, list) and v}
+        return self.append(record)
 
 
 def epoch_plan(num_examples: int, batch_size: int, *, epochs: int | None,
@@ -586,13 +598,7 @@ def _train(model: Model, programs: _Programs, place: _Placement, train_state: Tr
     held = contextlib.ExitStack()  # the precision, the checkpoint directory's lock
     try:
         held.enter_context(precision.matmul_precision(matmul_precision))
-        if checkpoint_dir is not None and jax.process_index() == 0:
-            held.enter_context(checkpoint.lock_directory(checkpoint_dir))
-        if (checkpoint_dir is not None and not resume
-                and checkpoint.list_checkpoints(checkpoint_dir)):
-            raise ValueError(f"checkpoint_dir {checkpoint_dir} already holds checkpoints; resume "
-                             f"from them, or use an empty directory (a new run would overwrite "
-                             f"and prune another run's checkpoints)")
+        hold_checkpoint_dir(held, checkpoint_dir, resume)
         run = _RunState(epoch=0, step=0, checkpoint=None, saved_step=-1)
         if resume:
             train_state, key, run = _resume(checkpoint_dir, place, train_state, key, run,
@@ -651,6 +657,19 @@ def _train(model: Model, programs: _Programs, place: _Placement, train_state: Tr
     finally:
         held.close()
     return history, train_state
+
+
+def hold_checkpoint_dir(held: contextlib.ExitStack, checkpoint_dir, resume: bool) -> None:
+    """Before a run: lock ``checkpoint_dir`` for the length of ``held`` (process 0), and
+    refuse one that already holds checkpoints unless the run resumes from them."""
+    if checkpoint_dir is None:
+        return
+    if jax.process_index() == 0:
+        held.enter_context(checkpoint.lock_directory(checkpoint_dir))
+    if not resume and checkpoint.list_checkpoints(checkpoint_dir):
+        raise ValueError(f"checkpoint_dir {checkpoint_dir} already holds checkpoints; resume "
+                         f"from them, or use an empty directory (a new run would overwrite "
+                         f"and prune another run's checkpoints)")
 
 
 def _resume(checkpoint_dir, place: _Placement, train_state: TrainState, key: jax.Array,

@@ -241,6 +241,27 @@ def enable_compile_cache() -> Path | None:
 # --- records -------------------------------------------------------------------------------
 
 
+def check_resume_settings(directory: Path, settings: dict[str, Any],
+                          keys: tuple[str, ...]) -> None:
+    """A usage error when the newest readable checkpoint in ``directory`` was written with
+    other values of the settings ``keys`` (those that fix the trajectory) than ``settings``."""
+    from fnnet import checkpoint
+
+    for path in reversed(checkpoint.list_checkpoints(directory)):
+        try:
+            saved = checkpoint.read_settings(path)
+            break
+        except checkpoint.CheckpointError:
+            continue  # corrupt: the restore reports it and falls back too
+    else:
+        return
+    changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} → {settings[k]!r}"
+               for k in keys if saved.get(k) != settings[k]]
+    if changed:
+        raise UsageError(f"--resume: {path} was written with other settings ("
+                         f"{'; '.join(changed)}); use them or another --checkpoint-dir")
+
+
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The parsed flags as JSON-able settings (paths as strings, handlers left out)."""
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()

@@ -45,18 +45,22 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                       help="never download missing MNIST/Fashion-MNIST files")
 
 
-def add_net_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """The net and its shape options (train, gradcheck and sweep)."""
+def add_net_flags(parser: argparse.ArgumentParser,
+                  extra_nets: dict[str, str] | None = None) -> argparse._ArgumentGroup:
+    """The net and its shape options (train, gradcheck and sweep); ``extra_nets`` (name →
+    help) are more ``--net`` choices (gradcheck's nets that bring their own batch)."""
     from fnnet.init import INITIALIZERS
     from fnnet.layers import ACTIVATIONS
     from fnnet.nets import NETS
 
+    extra_nets = extra_nets or {}
+    more = "".join(f"; {name} = {summary}" for name, summary in extra_nets.items())
     model = parser.add_argument_group("model")
-    model.add_argument("--net", choices=NETS, default="two-layer",
+    model.add_argument("--net", choices=(*NETS, *extra_nets), default="two-layer",
                        help="two-layer = the book's TwoLayerNet; mlp = its MultiLayerNet "
                             "(MultiLayerNetExtend with --batchnorm/--dropout); simple-conv = "
                             "its chapter-7 SimpleConvNet; deep-conv = its chapter-8 "
-                            "DeepConvNet (conv nets take the images as (1, H, W))")
+                            "DeepConvNet (conv nets take the images as (1, H, W))" + more)
     model.add_argument("--hidden", type=positive_int, action="append", default=None,
                        metavar="SIZE",
                        help="hidden layer width; repeat for each layer of an mlp (default: 50; "

@@ -13,6 +13,7 @@ from fnnet.cli import common, flags
 def add_parser(commands: Any) -> None:
     """The ``gradcheck`` subcommand on ``commands`` (the subparsers of ``fnnet``)."""
     from fnnet.data import DATASETS
+    from fnnet.nets import SAMPLED_NETS
     from fnnet.precision import MATMUL_PRECISIONS
 
     check = commands.add_parser(
@@ -22,7 +23,12 @@ def add_parser(commands: Any) -> None:
                     "reference and against central differences (in float64), on real samples. "
                     "Exits 1 if any leaf is out of tolerance.",
         formatter_class=common.DefaultsFormatter)
-    flags.add_net_flags(check)
+    model = flags.add_net_flags(check, {name: f"{spec.summary} (no --dataset)"
+                                        for name, spec in SAMPLED_NETS.items()})
+    for flag, option, meaning in SAMPLED_FLAGS:
+        model.add_argument(flag, type=common.positive_int, default=None, dest=option,
+                           help=f"{meaning} (nets over word ids; default: the net's small "
+                                f"check size)")
     check.add_argument("--dataset", choices=DATASETS, default="digits")
     check.add_argument("--data-dir", type=Path, default=None,
                        help="directory holding the IDX files (see fnnet train --help)")
@@ -44,14 +50,54 @@ def add_parser(commands: Any) -> None:
     check.set_defaults(handler=run_gradcheck)
 
 
+SAMPLED_FLAGS = (("--vocab-size", "vocabulary_size", "vocabulary size V"),
+                 ("--wordvec", "wordvec_size", "word vector size D"),
+                 ("--time-size", "time_size", "time steps T of the batch"))
+"""The size flags of the nets that bring their own batch: (flag, builder keyword, meaning);
+``--hidden`` (one value) and ``--dropout`` map to ``hidden_size`` and ``dropout``."""
+
+
+def sampled_net_options(args: argparse.Namespace) -> dict:
+    """The builder options a :data:`fnnet.nets.SAMPLED_NETS` net gets from the flags given,
+    each checked to apply to it (the rest stay at its check sizes)."""
+    from fnnet.nets import SAMPLED_NETS
+
+    takes = SAMPLED_NETS[args.net].options
+    for flag, given in (("--init", args.init is not None), ("--batchnorm", args.batchnorm),
+                        ("--activation", args.activation != "relu")):
+        if given:
+            raise common.UsageError(f"{flag} does not apply to --net {args.net}")
+    if args.hidden is not None and len(args.hidden) != 1:
+        raise common.UsageError(f"--net {args.net} takes one --hidden; got {args.hidden}")
+    given = {flag: (option, getattr(args, option)) for flag, option, _ in SAMPLED_FLAGS}
+    given["--hidden"] = ("hidden_size", args.hidden[0] if args.hidden else None)
+    given["--dropout"] = ("dropout", args.dropout)
+    options = {}
+    for flag, (option, value) in given.items():
+        if value is None:
+            continue
+        if option not in takes:
+            raise common.UsageError(f"{flag} does not apply to --net {args.net} (it takes "
+                                    f"{', '.join(sorted(takes))})")
+        options[option] = value
+    return options
+
+
 def run_gradcheck(args: argparse.Namespace) -> int:
     """The handler of ``fnnet gradcheck`` (exit status: 1 when a leaf is out of tolerance)."""
+    from fnnet.nets import SAMPLED_NETS
+
+    common.check_writable("--json", args.json)
+    if args.net in SAMPLED_NETS:
+        return _run_sampled(args)
+    for flag, option, _ in SAMPLED_FLAGS:
+        if getattr(args, option) is not None:
+            raise common.UsageError(f"{flag} applies to the nets over word ids "
+                                    f"({', '.join(SAMPLED_NETS)}), not --net {args.net}")
     from fnnet.data import CLASSES, INPUT_SIZES
     from fnnet.gradcheck import gradcheck_model
-    from fnnet.results import environment, write_json
 
     options = flags.net_options(args)
-    common.check_writable("--json", args.json)
     if "hidden" in options:
         # float64 params, two gradients, and the numerical check's 2 x 32 perturbed copies.
         common.check_memory([INPUT_SIZES[args.dataset], *args.hidden, CLASSES[args.dataset]],
@@ -67,6 +113,27 @@ def run_gradcheck(args: argparse.Namespace) -> int:
                       f", dropout {args.dropout} (a fixed key)" if args.dropout else ""])
     print(f"fnnet gradcheck: {args.net} ({shape}init {args.init}{extras}) on "
           f"{args.batch_size} {args.dataset} samples, {args.dtype}")
+    return _report(args, report)
+
+
+def _run_sampled(args: argparse.Namespace) -> int:
+    from fnnet.gradcheck import gradcheck_model
+    from fnnet.nets import SAMPLED_NETS
+
+    options = sampled_net_options(args)
+    report = gradcheck_model(net=args.net, batch_size=args.batch_size, dtype=args.dtype,
+                             seed=args.seed, max_entries=args.max_entries,
+                             matmul_precision=args.matmul_precision, **options)
+    sizes = ", ".join(f"{k} {v}" for k, v in {**SAMPLED_NETS[args.net].options,
+                                               **options}.items())
+    print(f"fnnet gradcheck: {args.net} ({sizes}) on a batch of {args.batch_size} sampled by "
+          f"the net (seed {args.seed}), {args.dtype}")
+    return _report(args, report)
+
+
+def _report(args: argparse.Namespace, report) -> int:
+    from fnnet.results import environment, write_json
+
     print(report.format_table())
     if args.json is not None:
         write_json(args.json, {"settings": common.settings(args), "report": report.to_dict(),

@@ -150,7 +150,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
         common.check_memory([data.x_train.shape[1], *args.hidden, data.num_classes],
                             max(args.batch_size, min(1000, len(data.x_train))), 4, 6, device)
     if args.resume:
-        _check_resume_settings(args.checkpoint_dir, settings)
+        common.check_resume_settings(args.checkpoint_dir, settings, RESUME_KEYS)
     net = with_precision(flags.model_from_args(args, data, options), args.precision)
     where = (f"{len(jax.devices()) if args.devices == 'all' else args.devices} devices"
              if args.devices is not None else (device or jax.devices()[0]).platform)
@@ -240,24 +240,6 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
         write_outputs("complete", summary, history.to_dict())
     print(clock.line())
     return 0
-
-
-def _check_resume_settings(directory: Path, settings: dict[str, Any]) -> None:
-    from fnnet import checkpoint
-
-    for path in reversed(checkpoint.list_checkpoints(directory)):
-        try:
-            saved = checkpoint.read_settings(path)
-            break
-        except checkpoint.CheckpointError:
-            continue  # corrupt: fit's restore_latest reports it and falls back too
-    else:
-        return
-    changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} → {settings[k]!r}"
-               for k in RESUME_KEYS if saved.get(k) != settings[k]]
-    if changed:
-        raise UsageError(f"--resume: {path} was written with other settings ("
-                         f"{'; '.join(changed)}); use them or another --checkpoint-dir")
 
 
 def _check_coordinator(address: str) -> None:

@@ -1,23 +1,32 @@
 """The books' networks, built from :mod:`fnnet.layers`, and the registry of their names.
 
 * :mod:`fnnet.nets.mlp` — :func:`two_layer_net`, :func:`multi_layer_net`;
-* :mod:`fnnet.nets.conv` — :func:`simple_conv_net`, :func:`deep_conv_net`.
+* :mod:`fnnet.nets.conv` — :func:`simple_conv_net`, :func:`deep_conv_net`;
+* :mod:`fnnet.nets.rnnlm` — the sequel's language models :func:`simple_rnnlm`,
+  :func:`rnnlm`, :func:`better_rnnlm` (and :func:`language_model` to build others).
 
 :data:`NETS` holds the classifiers by the names the command line takes (``--net``);
-:func:`build_net` builds one for an example shape and a number of classes.
+:func:`build_net` builds one for an example shape and a number of classes. :data:`LM_NETS`
+holds the language models (``fnnet lm --net``). :data:`SAMPLED_NETS` holds the nets that
+bring their own sample batch to ``fnnet gradcheck`` (nets over word ids: no data set needed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from fnnet.layers import Model, Shape
 from fnnet.nets.conv import deep_conv_net, simple_conv_net
 from fnnet.nets.mlp import multi_layer_net, two_layer_net
+from fnnet.nets.rnnlm import BOOK_RUNS, better_rnnlm, language_model, rnnlm, simple_rnnlm
 
-__all__ = ["CONV_NETS", "NETS", "build_net", "deep_conv_net", "multi_layer_net",
-           "simple_conv_net", "two_layer_net"]
+__all__ = ["BOOK_RUNS", "CONV_NETS", "LM_NETS", "NETS", "SAMPLED_NETS", "SampledNet",
+           "better_rnnlm", "build_net", "deep_conv_net", "language_model", "multi_layer_net",
+           "rnnlm", "sample_ids", "simple_conv_net", "simple_rnnlm", "two_layer_net"]
 
 
 def _two_layer(input_shape: Shape, num_classes: int, *, hidden: Sequence[int] = (50,),
@@ -66,3 +75,61 @@ def build_net(name: str, input_shape: Shape, num_classes: int, **options: Any) -
     if name not in NETS:
         raise ValueError(f"net must be one of {tuple(NETS)}; got {name!r}")
     return NETS[name](tuple(input_shape), num_classes, **options)
+
+
+LM_NETS: dict[str, Callable[..., Model]] = {
+    "simple-rnnlm": simple_rnnlm, "rnnlm": rnnlm, "better-rnnlm": better_rnnlm}
+"""The language models by the names ``fnnet lm --net`` takes; each is
+``build(vocabulary_size, wordvec_size, hidden_size, **options) -> Model``; the book's run of
+each is :data:`BOOK_RUNS`."""
+
+
+# --- nets that bring their own sample batch (the gradient check) -------------------------------
+
+
+def sample_ids(model: Model, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A batch for a model over integer ids: inputs ``(B, *input_shape)`` uniform in
+    ``[0, input_range)`` and integer labels ``(B, *output_shape[:-1])`` uniform over the
+    classes, from ``np.random.default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, model.input_range, size=(batch_size, *model.input_shape))
+    t = rng.integers(0, model.output_shape[-1], size=(batch_size, *model.output_shape[:-1]))
+    return x.astype(np.int32), t.astype(np.int32)
+
+
+class SampledNet(NamedTuple):
+    """A net the gradient check can build and feed by itself.
+
+    ``build(*, grads, dtype, **options) -> Model``; ``options``: the sizes checked by default
+    (small, so the numerical check is quick, and an init where no leaf's gradient is tiny
+    — a check of near-zero gradients passes trivially; the keys are the builder's keywords and what
+    ``fnnet gradcheck`` flags may override); ``sample(model, batch_size, seed) -> (x, t)``
+    the batch (default :func:`sample_ids`); ``summary``: one line for ``--help``.
+    """
+
+    build: Callable[..., Model]
+    options: Mapping[str, Any]
+    summary: str
+    sample: Callable[[Model, int, int], tuple[np.ndarray, np.ndarray]] = sample_ids
+
+
+def _lm_check(name: str, **sizes: Any) -> SampledNet:
+    def build(**options: Any) -> Model:
+        return LM_NETS[name](**options)
+
+    return SampledNet(build, MappingProxyType(sizes),
+                      f"the sequel's {BOOK_RUNS[name].script.split('/')[0]} {name} on random "
+                      f"word ids")
+
+
+SAMPLED_NETS: dict[str, SampledNet] = {
+    "simple-rnnlm": _lm_check("simple-rnnlm", vocabulary_size=20, wordvec_size=4,
+                              hidden_size=3, time_size=4, embedding_init=1.0),
+    "rnnlm": _lm_check("rnnlm", vocabulary_size=20, wordvec_size=4, hidden_size=3,
+                       time_size=4, embedding_init=1.0),
+    "better-rnnlm": _lm_check("better-rnnlm", vocabulary_size=20, wordvec_size=4,
+                              hidden_size=4, time_size=4, embedding_init=1.0,
+                              dropout=0.5),
+}
+"""Nets ``fnnet gradcheck --net`` checks on a batch of their own (:class:`SampledNet`), by
+name; the sequel's other nets over word ids (word2vec, seq2seq) register here too."""
