@@ -25,6 +25,8 @@ from fnnet.results import environment
 from fnnet.train import batch_indices, init_train_state, make_epoch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+"""The development machines' read-only data (PTB valid and test), beside the checkout."""
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -116,3 +118,56 @@ def write(name: str, args: argparse.Namespace, result: dict[str, Any],
     plot(result, path.with_suffix(".png"))
     print(f"wrote {path} and {path.with_suffix('.png').name}")
     return path
+
+
+def lm_corpus(args: argparse.Namespace) -> dict[str, Any]:
+    """Word ids for the language-model scripts: PTB's train split where its file is found
+    (``--data-dir``, ``$FNNET_DATA``, the cache), else its valid split trained on and the
+    test split held out, saying which (``source``); with ``--quick`` a synthetic corpus (a
+    random 40-word phrase of a 20-word vocabulary repeated with noise, 800 words).
+
+    Returns ``{"train", "held_out", "test", "vocabulary", "source", "files"}``.
+    """
+    from fnnet.data import DatasetError, load_ptb
+
+    if args.quick:
+        rng = np.random.default_rng(0)
+        phrase = rng.integers(0, 20, 40)
+        ids = np.tile(phrase, 20)
+        noise = rng.random(ids.size) < 0.1
+        ids[noise] = rng.integers(0, 20, int(noise.sum()))
+        ids = ids.astype(np.int32)
+        return {"train": ids, "held_out": ids[:200], "held_out_name": "held-out",
+                "test": ids[200:400], "vocabulary": 20, "source": "synthetic (--quick)",
+                "files": []}
+    data_dir = args.data_dir
+    if data_dir is None and SHARED_DATA.is_dir():
+        data_dir = SHARED_DATA
+    try:
+        corpus = load_ptb(data_dir=data_dir, download=False, progress=False)
+        held_out = "valid"
+    except DatasetError:
+        corpus = load_ptb(data_dir=data_dir, download=False, progress=False,
+                          train_split="valid")
+        held_out = "test"
+    source = (f"ptb, trained on its {corpus.train_split} split"
+              + (" (ptb.train.txt not found)" if corpus.train_split == "valid" else ""))
+    return {"train": corpus.train, "held_out": corpus.valid if held_out == "valid" else
+            corpus.test, "held_out_name": held_out, "test": corpus.test,
+            "vocabulary": corpus.vocabulary_size, "source": source, "files": list(corpus.files)}
+
+
+def lm_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags of the language-model scripts: ``--data-dir``, ``--seed``, ``--quick``,
+    ``--out-dir``, ``--no-progress``."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where ptb.*.txt are (default: ../shared/data beside the checkout if "
+                        "it exists, else $FNNET_DATA and the cache)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: a synthetic corpus, tiny model; writes <name>_quick.*")
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--no-progress", action="store_true")
+    return p

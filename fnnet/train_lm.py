@@ -317,19 +317,23 @@ def with_best(opt_state: Any, best: float) -> Any:
 class LMHistory(EpochRecords):
     """Per-epoch records of a :func:`fit_lm` run (lists aligned by epoch) and its timings.
 
-    ``loss``: the mean training cross-entropy over the epoch's steps (each before its
-    update), ``train_ppl = exp(loss)`` (the book's training perplexity); ``held_out_ppl``:
-    the perplexity of the held-out split after the epoch (``held_out`` names it); ``lr``:
-    the learning rate the epoch trained with; ``decayed``: whether the ÷ rule lowered it
-    after the epoch; ``wall_s``: cumulative training time (evaluation and compilation
-    excluded); ``words_per_s``: training words (``B·T`` a step) per second of the epoch.
-    ``compile_s``, ``compilations``, ``cache_hits``, ``eval_s``, ``start_step`` as in
-    :class:`fnnet.train.History`.
+    * ``loss``: the mean training cross-entropy over the epoch's steps (each before its
+      update); ``step_losses``: each of them; ``train_ppl = exp(loss)`` (the book's
+      training perplexity);
+    * ``held_out_ppl``: the perplexity of the held-out split after the epoch (``held_out``
+      names it); ``best_ppl``: the best of them (kept in the optimiser state);
+    * ``lr``: the learning rate the epoch trained with; ``decayed``: whether the ÷ rule
+      lowered it after the epoch;
+    * ``wall_s``: cumulative training time (evaluation and compilation excluded);
+      ``words_per_s``: training words (``B·T`` a step) per second of the epoch;
+    * ``compile_s``, ``compilations``, ``cache_hits``, ``eval_s``, ``start_step`` as in
+      :class:`fnnet.train.History`.
     """
 
     epoch: list[int] = field(default_factory=list)
     step: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
+    step_losses: list[list[float]] = field(default_factory=list)
     train_ppl: list[float] = field(default_factory=list)
     held_out_ppl: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
@@ -369,6 +373,28 @@ def _epoch(model: Model, optimizer: optax.GradientTransformation, batch_size: in
         train_state = train_state._replace(
             model_state=zero_state(model, train_state.params, batch_size))
     return _scan_steps(model, optimizer, unroll)(train_state, x, t, indices, noise)
+
+
+def init_lm_state(model: Model, params: Params, optimizer: optax.GradientTransformation,
+                  batch_size: int) -> TrainState:
+    """``TrainState(params, optimizer.init(params), zero carried state for batch_size)``."""
+    return TrainState(params, optimizer.init(params), zero_state(model, params, batch_size))
+
+
+def make_lm_epoch(model: Model, optimizer: optax.GradientTransformation, *, batch_size: int,
+                  time_size: int, steps: int, streams: str = "restart",
+                  unroll: int = 1) -> Callable:
+    """The epoch program :func:`fit_lm` runs, on its own (as :func:`fnnet.train.make_epoch`
+    for classifiers): ``(train_state, ids, key, epoch) -> (train_state, losses)``, ``steps``
+    train steps over the batches :func:`sequence_batches` cuts from the corpus ``ids`` for
+    that (1-based) ``epoch``; ``losses (steps,)``, each before its update. One compiled
+    program (its first call compiles it).
+    """
+    if streams not in STREAMS:
+        raise ValueError(f"streams must be one of {STREAMS}; got {streams!r}")
+    return partial(_epoch, model, optimizer, check_int("batch_size", batch_size),
+                   check_int("unroll", unroll), check_int("time_size", time_size),
+                   check_int("steps", steps), streams)
 
 
 class _Timed:
@@ -509,7 +535,8 @@ def fit_lm(
                 bar.update(steps)
                 mean_loss = float(np.mean(losses))
                 record = history.append(dict(
-                    epoch=epoch, step=run.step, loss=mean_loss, train_ppl=_exp(mean_loss),
+                    epoch=epoch, step=run.step, loss=mean_loss, step_losses=losses.tolist(),
+                    train_ppl=_exp(mean_loss),
                     held_out_ppl=ppl, lr=lr, decayed=decayed,
                     wall_s=(history.wall_s[-1] if history.wall_s else 0.0) + seconds,
                     words_per_s=steps * batch_size * time_size / seconds))

@@ -137,3 +137,74 @@ def test_saturation_k_is_the_smallest_k_within_ten_percent_of_the_best(experimen
             {"k": 4, "model_steps_per_s": 100.0}, {"k": 8, "model_steps_per_s": 95.0}]
     assert experiments("sweep_scaling").saturation_k(rows) == 2
     assert experiments("sweep_scaling").saturation_k(rows[:1]) == 1
+
+
+# --- the sequel's language models (--quick: a synthetic corpus, tiny models) -----------------
+
+
+@pytest.mark.slow
+def test_simple_rnnlm_quick(experiments, tmp_path):
+    result = run_quick(experiments, "simple_rnnlm", tmp_path, "--no-progress")
+    run = result["runs"]["manual"]
+    assert result["source"] == "synthetic (--quick)" and run["epoch"] == [1, 2, 3]
+    assert run["train_ppl"][-1] < run["train_ppl"][0] <= result["settings"]["vocabulary"] * 1.5
+
+
+@pytest.mark.slow
+def test_rnnlm_clipping_quick(experiments, tmp_path):
+    result = run_quick(experiments, "rnnlm_clipping", tmp_path, "--no-progress")
+    assert set(result["runs"]) == {"clipped at 0.25", "not clipped"}
+    clipped = result["runs"]["clipped at 0.25"]
+    assert clipped["epoch"] == [1, 2] and clipped["diverged_at_step"] is None
+    assert len(clipped["step_loss"]) == 2 * 39  # 799 // (4·5) steps an epoch
+
+
+@pytest.mark.slow
+def test_gradient_norm_through_time_quick(experiments, tmp_path):
+    result = run_quick(experiments, "gradient_norm_through_time", tmp_path)
+    assert result["bptt_vs_autodiff_max_rel_difference"] < 1e-12
+    large, small = result["runs"].values()
+    assert large["book_chain_max_rel_difference"] < 1e-12  # h = 0: exactly the book's chain
+    assert large["zero_inputs"][-1] > large["zero_inputs"][0]  # exploding
+    assert small["zero_inputs"][-1] < small["zero_inputs"][0]  # vanishing
+
+
+@pytest.mark.slow
+def test_benchmark_rnnlm_quick(experiments, tmp_path):
+    result = experiments("benchmark_rnnlm").main(["--quick", "--no-torch", "--out-dir",
+                                                  str(tmp_path)])
+    assert (tmp_path / "benchmark_rnnlm_quick.md").read_text().startswith("# Rnnlm training")
+    assert set(result["median_ms_per_step"]) == {"fnnet manual", "fnnet autodiff",
+                                                 "NumPy (the book's layers)"}
+    losses = list(result["first_step_loss"].values())
+    np.testing.assert_allclose(losses, losses[0], rtol=1e-5)  # same init, same batch
+    assert result["torch"].startswith("left out")
+
+
+def test_numpy_rnnlm_peer_takes_fnnets_training_steps(experiments):
+    """The book's NumPy layers and fnnet's manual rules: the same losses and parameters
+    over three clipped SGD steps with the state carried."""
+    from fnnet.nets import rnnlm
+    from fnnet.train import TrainState, make_train_step
+    from fnnet.train_lm import lm_optimizer, sequence_batches, zero_state
+
+    peer = experiments("peers.numpy_rnnlm")
+    net = rnnlm(15, 4, 5, time_size=4)
+    params = jax.tree.map(np.array, net.init(jax.random.key(0)))  # writable copies
+    params["embedding"]["W"] *= 100  # larger activations: a sharper comparison
+    x, t = sequence_batches(np.random.default_rng(0).integers(0, 15, 25), 2, 4)
+    model = peer.Rnnlm(params)
+    optimizer = lm_optimizer("sgd", 1.0, max_grad=0.5)
+    step = make_train_step(net, optimizer)
+    state = TrainState(jax.tree.map(jnp.asarray, params), optimizer.init(params),
+                       zero_state(net, params, 2))
+    for s in range(len(x)):
+        state, loss = step(state, x[s], t[s])
+        assert peer.train_step(model, x[s], t[s], 1.0, 0.5) == pytest.approx(float(loss),
+                                                                             rel=1e-5)
+    for path, (a, b) in zip(["embedding", "lstm", "affine"], [
+            (model.pytree()[k], state.params[k]) for k in ("embedding", "lstm", "affine")],
+            strict=True):
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-6,
+                                       err_msg=f"{path}/{name}")
