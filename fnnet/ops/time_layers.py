@@ -185,13 +185,13 @@ def time_softmax_cross_entropy_reference(xs: jax.Array, ts: jax.Array, *,
 
 # --- time_affine_softmax_cross_entropy: the two fused, in row blocks -------------------------
 
-BLOCK_BYTES = 3 * 2**20
+BLOCK_BYTES = 3 * 2**19
 """Bytes of logits per row block of :func:`time_affine_softmax_cross_entropy` on a CPU: a
-block's ``(R, V)`` logits stay in the cache between the matmul that makes them and the
-passes that use them. At the sequel's ch6 shapes (700 rows, V = 10 000) blocks of 35, 70,
-140, 350 and 700 rows took 218, 184, 206, 235 and ~265 ms per forward + backward on this
-project's 2-core CPU; 3 MiB is ~78 rows there. Other backends use one block (all rows): a
-GPU wants the large matmuls."""
+block's ``(R, V)`` logits stay in the cache from the matmul that makes them to the two that
+use them. At the sequel's ch6 shapes (700 rows, V = 10 000), forward + backward on this
+project's shared 2-core CPU (load ~10), autodiff of the pair taking 461 ms: blocks of 0.75,
+1.5, 3, 6, 12 MiB and all 700 rows took 249, 223, 246, 300, 361 and 451 ms. 1.5 MiB is
+~39 rows there. Other backends use one block (all rows): a GPU wants the large matmuls."""
 
 
 def _block_rows(rows: int, V: int, itemsize: int) -> int:
@@ -216,52 +216,62 @@ def _in_blocks(a: jax.Array, rows: int) -> jax.Array:
     return a.reshape(-1, rows, *a.shape[1:])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _fused(ignore_label: int, xs, W, b, ts):
-    return _fused_fwd(ignore_label, xs, W, b, ts)[0]
-
-
-def _fused_fwd(ignore_label, xs, W, b, ts):
+def _fused_parts(xs, W, b, ts, ignore_label):
+    """The rows ``X (M, D)``, the weights in the compute dtype, the clipped labels, the
+    per-position weights ``w`` (``1/|K|``, 0 if ignored, NaN if out of range), the rows per
+    block, and the picked logits ``Z[p, ts_p]``."""
     dtype = _compute_dtype(jnp.result_type(xs, W, b))
     N, T, D = xs.shape
     V = W.shape[1]
     x, Wc, bc = xs.reshape(N * T, D).astype(dtype), W.astype(dtype), b.astype(dtype)
     labels = jnp.clip(ts.reshape(-1), 0, V - 1)
-    rows = _block_rows(N * T, V, jnp.dtype(dtype).itemsize)
-
-    def lse_of(x_block):
-        return jax.nn.logsumexp(x_block @ Wc + bc, axis=-1)
-
-    lse = jax.lax.map(lse_of, _in_blocks(x, rows)).reshape(-1)[:N * T]
-    picked = jnp.sum(x * Wc.T[labels], axis=1) + bc[labels]
     w = _weights(ts.reshape(-1), V, ignore_label, dtype)
-    loss = -jnp.sum(jnp.where(w == 0, 0, w * (picked - lse)))
-    return loss.astype(xs.dtype), (x.reshape(N, T, D), Wc, bc, labels, lse, w)
+    picked = jnp.sum(x * Wc.T[labels], axis=1) + bc[labels]
+    return x, Wc, bc, labels, w, _block_rows(N * T, V, jnp.dtype(dtype).itemsize), picked
 
 
-def _fused_bwd(ignore_label, res, g):
-    xs, W, b, labels, lse, w = res
-    shape, out_dtype = xs.shape, g.dtype  # the primals share g's dtype (promoted together)
-    x = xs.reshape(-1, shape[2])
-    M, V = x.shape[0], W.shape[1]
-    scale = g.astype(x.dtype) * w  # (M,): g/|K| where counted, 0 where ignored
-    rows = _block_rows(M, V, x.dtype.itemsize)
+def _fused_loss(w, picked, lse, dtype):
+    return (-jnp.sum(jnp.where(w == 0, 0, w * (picked - lse)))).astype(dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fused(ignore_label: int, xs, W, b, ts):
+    """The loss alone (evaluation): ``ℓ`` block by block, nothing else kept."""
+    x, W, b, _, w, rows, picked = _fused_parts(xs, W, b, ts, ignore_label)
+    lse = jax.lax.map(lambda x_b: jax.nn.logsumexp(x_b @ W + b, axis=-1),
+                      _in_blocks(x, rows)).reshape(-1)[:x.shape[0]]
+    return _fused_loss(w, picked, lse, xs.dtype)
+
+
+def _fused_fwd(ignore_label, xs, W, b, ts):
+    """The loss and, in the same pass over each block of logits, its gradient for g = 1:
+    the loss is a scalar, so the backward pass only scales it by g."""
+    x, W, b, labels, w, rows, picked = _fused_parts(xs, W, b, ts, ignore_label)
+    M = x.shape[0]
 
     def block(carry, inputs):
         dW, db = carry
-        x_b, lse_b, scale_b = inputs
-        P = jnp.exp(x_b @ W + b - lse_b[:, None]) * scale_b[:, None]  # g·softmax/|K|
-        return (dW + x_b.T @ P, db + jnp.sum(P, axis=0)), P @ W.T
+        x_b, w_b = inputs
+        z = x_b @ W + b
+        lse_b = jax.nn.logsumexp(z, axis=-1)
+        P = jnp.exp(z - lse_b[:, None]) * w_b[:, None]  # softmax/|K| (0 where ignored)
+        return (dW + x_b.T @ P, db + jnp.sum(P, axis=0)), (lse_b, P @ W.T)
 
-    (dW, db), dx = jax.lax.scan(
-        block, (jnp.zeros_like(W), jnp.zeros_like(b)),
-        (_in_blocks(x, rows), _in_blocks(lse, rows), _in_blocks(scale, rows)))
+    (dW, db), (lse, dx) = jax.lax.scan(block, (jnp.zeros_like(W), jnp.zeros_like(b)),
+                                       (_in_blocks(x, rows), _in_blocks(w, rows)))
     # The −onehot term, sparse: one column of W (one row of Wᵀ) per position.
-    dx = dx.reshape(-1, x.shape[1])[:M] - scale[:, None] * W.T[labels]
-    dW = dW.at[:, labels].add(-(x * scale[:, None]).T)
-    db = db.at[labels].add(-scale)
-    return (dx.reshape(shape).astype(out_dtype), dW.astype(out_dtype), db.astype(out_dtype),
-            None)
+    dx = dx.reshape(-1, x.shape[1])[:M] - w[:, None] * W.T[labels]
+    dW = dW.at[:, labels].add(-(x * w[:, None]).T)
+    db = db.at[labels].add(-w)
+    loss = _fused_loss(w, picked, lse.reshape(-1)[:M], xs.dtype)
+    return loss, (dx.reshape(xs.shape), dW, db)
+
+
+def _fused_bwd(ignore_label, res, g):
+    dxs, dW, db = res
+    g = g.astype(dxs.dtype)
+    # the primals share g's dtype (promoted together by the public function)
+    return (g * dxs).astype(g.dtype), (g * dW).astype(g.dtype), (g * db).astype(g.dtype), None
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
@@ -281,12 +291,14 @@ def time_affine_softmax_cross_entropy(xs: jax.Array, W: jax.Array, b: jax.Array,
     Backward: with ``s_p = g/|K|`` for ``p ∈ K`` (0 if ignored) and ``P = s·softmax(Z)``
     per row, ``dZ = P − s·onehot(ts)``, so ``dX = P·Wᵀ − s·W[:, ts]ᵀ``,
     ``dW = Xᵀ·P − Σ_p s_p·X_pᵀ e_{ts_p}`` (a scatter-add into the label columns),
-    ``db = Σ_p P_p − Σ_p s_p e_{ts_p}``. ``P`` is recomputed block by block from ``X``, ``W``
-    and the saved ``ℓ`` (one extra ``X·W`` matmul) and used while it is in the cache; the
-    ``−onehot`` part is never materialised. Autodiff of the two ops keeps the whole ``Z`` (or
-    ``log softmax Z``) for the backward and passes over it several times; at the sequel's
-    ch6 shapes (V = 10 000) that memory traffic, not the arithmetic, is most of the step on
-    a CPU. ``ts`` gets ``None``.
+    ``db = Σ_p P_p − Σ_p s_p e_{ts_p}``. Everything but ``g`` is known in the forward pass,
+    and the gradient is linear in ``g`` (the loss is a scalar), so the forward pass of a
+    differentiated call computes ``dX, dW, db`` for ``g = 1`` block by block, using each
+    block's ``P`` while it is in the cache, and the backward pass multiplies them by ``g``.
+    The ``−onehot`` part is never materialised; a call that is not differentiated computes
+    ``ℓ`` alone. Autodiff of the two ops keeps the whole ``Z`` (or ``log softmax Z``) for the
+    backward and passes over it several times; at the sequel's ch6 shapes (V = 10 000) that
+    memory traffic, not the arithmetic, is most of the step on a CPU. ``ts`` gets ``None``.
 
     Args:
       xs: ``(N, T, D)``; W: ``(D, V)``; b: ``(V,)``, ``V >= 2``.
