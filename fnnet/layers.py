@@ -6,8 +6,15 @@ A :class:`Layer` is two pure functions (stax's ``(init_fun, apply_fun)`` with Ha
 * ``init(key, input_shape) -> (output_shape, params, state)``;
 * ``apply(params, state, x, *, key=None, train=False) -> (y, state)``.
 
-Shapes exclude the batch axis: an MLP layer sees ``(D,)``, a conv layer ``(C, H, W)``. A layer
-without parameters or state returns empty dicts ``{}``. ``key`` is the only source of
+Shapes exclude the batch axis: an MLP layer sees ``(D,)``, a conv layer ``(C, H, W)``, the
+sequel's layers over word sequences ``(T,)`` ids or ``(T, D)`` vectors. A layer without
+parameters or state returns empty dicts ``{}``.
+
+The layers: :func:`affine_layer`, :func:`activation_layer`, :func:`flatten_layer`,
+:func:`conv_layer`, :func:`max_pool_layer`, :func:`dropout_layer` (any shape: also the
+sequel's TimeDropout), :func:`batch_norm_layer`; for sequences :func:`embedding_layer`,
+:func:`recurrent_layer` (TimeRNN/TimeLSTM/TimeGRU; its carried ``h``/``c`` is state, an
+empty state meaning zeros) and :func:`time_affine_layer`. ``key`` is the only source of
 randomness (dropout); ``train`` switches batch statistics and dropout on.
 
 :func:`serial` chains named layers: its params and state are dicts keyed by layer name holding

@@ -16,9 +16,12 @@ from fnnet.layers import (
     batch_norm_layer,
     conv_layer,
     dropout_layer,
+    embedding_layer,
     flatten_layer,
     max_pool_layer,
+    recurrent_layer,
     serial,
+    time_affine_layer,
 )
 from tests.helpers import assert_tree_allclose
 
@@ -153,6 +156,10 @@ LAYER_ROWS = {  # constructor -> (a layer, the input shapes it is checked on)
     "batch_norm_layer": (batch_norm_layer, [(5,), *IMAGES]),
     "serial": (lambda: serial(("flat", flatten_layer()), ("affine", affine_layer(4)),
                               ("relu", activation_layer("relu"))), FLAT_AND_IMAGES),
+    # the sequel's: word ids (T,) and sequences (T, D); a stateless recurrent layer keeps {}
+    "embedding_layer": (lambda: embedding_layer(9, 4), [(3,), (2, 5)], jnp.int32),
+    "recurrent_layer": (lambda: recurrent_layer("lstm", 3), [(1, 2), (4, 5)]),
+    "time_affine_layer": (lambda: time_affine_layer(6), [(1, 2), (4, 5)]),
 }
 
 
@@ -163,13 +170,14 @@ def test_every_layer_constructor_has_a_shape_row():
 
 
 @pytest.mark.parametrize(("name", "input_shape"), [
-    pytest.param(name, shape, id=f"{name}-{shape}") for name, (_, shapes) in LAYER_ROWS.items()
-    for shape in shapes])
+    pytest.param(name, shape, id=f"{name}-{shape}") for name, (_, shapes, *_) in
+    LAYER_ROWS.items() for shape in shapes])
 @pytest.mark.parametrize("train", [False, True])
 def test_init_announces_the_shape_apply_returns(name, input_shape, train):
-    layer = LAYER_ROWS[name][0]()
+    layer, _, *dtype = LAYER_ROWS[name]
+    layer = layer()
     shape, params, state = layer.init(jax.random.key(0), input_shape)
-    x = jax.ShapeDtypeStruct((7, *input_shape), jnp.float32)
+    x = jax.ShapeDtypeStruct((7, *input_shape), dtype[0] if dtype else jnp.float32)
     y, new_state = jax.eval_shape(
         lambda x: layer.apply(params, state, x, key=jax.random.key(1), train=train), x)
     assert y.shape == (7, *shape)

@@ -144,6 +144,8 @@ def test_fused_head_equals_affine_then_loss_in_blocks_of_rows(x64, monkeypatch, 
     value, grads = jax.jit(jax.value_and_grad(fused, argnums=(0, 1, 2)))(*args[:3])
     expected = jax.jit(jax.value_and_grad(composed, argnums=(0, 1, 2)))(*args[:3])
     assert_tree_allclose((value, grads), expected, jnp.float64)
+    # the call that is not differentiated computes the loss alone, the same value
+    np.testing.assert_allclose(jax.jit(fused)(*args[:3]), expected[0], rtol=1e-13)
     assert np.all(np.asarray(grads[0][0, 1]) == 0)  # the ignored position
 
 

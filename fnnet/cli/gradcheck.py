@@ -20,7 +20,8 @@ def add_parser(commands: Any) -> None:
         "gradcheck", help="compare manual, autodiff and numerical gradients per parameter",
         description="The book's chapter-5 gradient check, done properly: for every parameter "
                     "leaf of the net, the hand-derived gradient against jax.grad of the "
-                    "reference and against central differences (in float64), on real samples. "
+                    "reference and against central differences (in float64), on real samples "
+                    "(the language models: on a batch of random word ids they draw). "
                     "Exits 1 if any leaf is out of tolerance.",
         formatter_class=common.DefaultsFormatter)
     model = flags.add_net_flags(check, {name: f"{spec.summary} (no --dataset)"

@@ -38,14 +38,16 @@ def add_parser(commands: Any) -> None:
         "lm", help="train a recurrent language model on Penn Treebank (perplexity)",
         description="Train the sequel's SimpleRnnlm (chapter 5), Rnnlm or BetterRnnlm (chapter "
                     "6) with truncated BPTT: batch-size streams at evenly spaced offsets, "
-                    "time-size words a step, the recurrent state carried from step to step and "
-                    "reset each epoch, gradients clipped by their global norm, SGD. Every epoch "
+                    "time-size words a step, the recurrent state carried from step to step "
+                    "(--streams: between epochs too, or reset), gradients clipped by their "
+                    "global norm, SGD. Every epoch "
                     "is one compiled program. Prints the held-out perplexity (every prediction "
                     "of the split, the state carried) after each epoch. Defaults are the book's "
                     "run of the --net.",
         formatter_class=common.DefaultsFormatter)
     data = lm.add_argument_group("data")
-    data.add_argument("--dataset", choices=("ptb",), default="ptb")
+    data.add_argument("--dataset", choices=("ptb",), default="ptb",
+                      help="Penn Treebank as the sequel reads it (<eos> at line ends)")
     data.add_argument("--data-dir", type=Path, default=None,
                       help="directory holding ptb.{train,valid,test}.txt (or a ptb/ folder "
                            "of them); searched before $FNNET_DATA and ~/.cache/fnnet/ptb")
