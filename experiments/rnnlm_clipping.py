@@ -48,7 +48,7 @@ def plot(result: dict, path: Path) -> None:
     for ax in (ax_steps, ax_epochs):
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-    fig.suptitle(f"Rnnlm with and without gradient clipping ({result['source']})")
+    fig.suptitle(f"Rnnlm with and without gradient clipping\n({result['source']})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -35,7 +35,7 @@ def plot(result: dict, path: Path) -> None:
                 label=f"{grads}: the {result['settings']['corpus_size']} words, scored")
     s = result["settings"]
     ax.set(xlabel="epoch", ylabel="perplexity", yscale="log",
-           title=f"SimpleRnnlm on the first {s['corpus_size']} words ({result['source']})")
+           title=f"SimpleRnnlm on the first {s['corpus_size']} words\n({result['source']})")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()

@@ -83,8 +83,8 @@ def test_bad_input_is_one_line_and_writes_nothing(small_ptb, capsys):
 
 def test_gradcheck_of_the_language_models_passes_per_leaf(tmp_path, capsys):
     report_path = tmp_path / "report.json"
-    assert main(["gradcheck", "--net", "rnnlm", "--vocab-size", "15", "--json",
-                 str(report_path)]) == 0
+    assert main(["gradcheck", "--net", "rnnlm", "--vocab-size", "15", "--time-size", "3",
+                 "--json", str(report_path)]) == 0
     stdout = capsys.readouterr().out
     assert "fnnet gradcheck: rnnlm (vocabulary_size 15, wordvec_size 4, hidden_size 3" in stdout
     report = json.loads(report_path.read_text())["report"]
