@@ -9,8 +9,8 @@ Trial k with seed ``s`` trains exactly as ``fnnet train --seed s`` (and as :func
 would, to float32 rounding:
 
 * keys: ``init_key, data_key = split(key(s))``; the init is ``model.init(init_key)``;
-* epoch ``e`` (1-based) draws its batches from ``fold_in(data_key, e)`` and its dropout keys
-  from ``fold_in(fold_in(fold_in(data_key, NOISE_STREAM), e), step)``, as ``fit``;
+* epoch ``e`` (1-based) draws its batches with ``batch_indices(data_key, epoch=e)`` and its
+  dropout keys from ``fold_in(fold_in(fold_in(data_key, NOISE_STREAM), e), step)``, as ``fit``;
 * the loss is ``L + ½·λ·ΣW²`` (:func:`fnnet.optim.weight_decay_penalty` with λ a traced array;
   the model itself is built once, without weight decay);
 * the optimiser is the named one wrapped in ``optax.inject_hyperparams``, so η lives in the
@@ -289,8 +289,7 @@ class _Programs(NamedTuple):
 
 
 def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placement, size: int,
-                   *, num_examples: int, batch_size: int, steps: int, sampling: str,
-                   eval_batch_size: int, eval_train: np.ndarray | None,
+                   *, steps: int, eval_batch_size: int, eval_train: np.ndarray | None,
                    unroll: int = 1) -> _Programs:
     """The jitted ``init``, ``epoch`` and ``test`` programs of a chunk of ``size`` trials.
 
@@ -307,9 +306,7 @@ def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placemen
         state = TrainState(params, optimizer(learning_rate=lr).init(params), model.init_state())
         return state, data_key
 
-    def epoch_one(train_state, data_key, lam, epoch, x, t, x_val, t_val):
-        indices = batch_indices(jax.random.fold_in(data_key, epoch), num_examples=num_examples,
-                                batch_size=batch_size, num_steps=steps, sampling=sampling)
+    def epoch_one(train_state, data_key, lam, indices, epoch, x, t, x_val, t_val):
         noise_key = jax.random.fold_in(jax.random.fold_in(data_key, NOISE_STREAM), epoch)
 
         def body(state, indices_and_step):
@@ -331,7 +328,7 @@ def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placemen
                              eval_batch_size)
         return jnp.stack(sums)
 
-    per_trial = {"init": (0, 0), "epoch": (0, 0, 0, None, None, None, None, None),
+    per_trial = {"init": (0, 0), "epoch": (0, 0, 0, 0, None, None, None, None, None),
                  "test": (0, None, None)}
     functions = {"init": init_one, "epoch": epoch_one, "test": test_one}
     if size == 1 and place.mesh is None:
@@ -554,9 +551,10 @@ class _Run:
         self.model, self.trials, self.optimizer = model, trials, optimizer
         self.train_set, self.validation, self.test_set = train, validation, test
         self.epochs, self.steps, self.keep_params = epochs, steps, keep_params
-        self.options = dict(num_examples=len(train[0]), batch_size=batch_size, steps=steps,
-                            sampling=sampling, eval_batch_size=eval_batch_size,
+        self.options = dict(steps=steps, eval_batch_size=eval_batch_size,
                             eval_train=eval_train)
+        self.batching = dict(num_examples=len(train[0]), batch_size=batch_size,
+                             num_steps=steps, sampling=sampling)
         self.n_train = len(train[0]) if eval_train is None else len(eval_train)
         num = len(trials)
         self.curves = {name: np.full((num, epochs), np.nan) for name in CURVES}
@@ -596,9 +594,12 @@ class _Run:
             seeds, lrs, lams = place.per_trial((seeds, lrs, lams))
             state, data_keys = self._compiled(compiled, "init", programs.init, seeds,
                                               lrs)(seeds, lrs)
+            host_keys = np.asarray(jax.random.key_data(data_keys))  # (size, 2) uint32
             rows, k = np.array(chunk), len(chunk)
             for epoch in range(1, self.epochs + 1):
-                args = (state, data_keys, lams, np.uint32(epoch), *data)
+                indices = place.per_trial(np.stack([
+                    batch_indices(key, epoch=epoch, **self.batching) for key in host_keys]))
+                args = (state, data_keys, lams, indices, np.uint32(epoch), *data)
                 epoch_program = self._compiled(compiled, "epoch", programs.epoch, *args)
                 begin = time.perf_counter()
                 state, losses, metrics = epoch_program(*args)
