@@ -1,0 +1,152 @@
+"""Loading a user's layer class from ``FILE.py:CLASS`` and checking it: what the
+``fnnet check-layer`` command runs (:func:`check_layer_main`).
+
+The file is imported as a module of its own with its directory first on ``sys.path`` for
+the duration of the import, so the book's layout (``from common.functions import softmax``
+next to the file) works. A class fnnet knows (:data:`fnnet.check.known.KNOWN_LAYERS`) is
+built with the book's constructor arguments at small random sizes; any other class must be
+constructible without arguments and takes an input of ``shape``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fnnet.check.known import KNOWN_LAYERS, match_known
+
+__all__ = ["LayerSpecError", "build_layer", "check_layer_main", "load_layer_class"]
+
+
+class LayerSpecError(ValueError):
+    """A ``FILE.py:CLASS`` that names no usable layer class (a usage error: exit status 2)."""
+
+
+def _split(spec: str, what: str) -> tuple[Path, str]:
+    path, sep, name = str(spec).rpartition(":")
+    if not sep or not path or not name:
+        raise LayerSpecError(f"expected FILE.py:{what}, e.g. layers.py:{what.title()}; got "
+                             f"{spec!r}")
+    file = Path(path)
+    if file.suffix != ".py":
+        raise LayerSpecError(f"FILE must be a .py file; got {path!r}")
+    if not file.is_file():
+        raise LayerSpecError(f"no such file: {path!r}")
+    return file, name
+
+
+def load_attribute(spec: str, what: str = "CLASS") -> Any:
+    """The attribute ``NAME`` of the Python file in ``FILE.py:NAME`` (imported as its own
+    module, its directory first on ``sys.path`` while it imports)."""
+    file, name = _split(spec, what)
+    module_name = f"_fnnet_user_{file.stem}_{abs(hash(str(file.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, file)
+    if module_spec is None or module_spec.loader is None:
+        raise LayerSpecError(f"cannot import {str(file)!r}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(file.resolve().parent))
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        sys.modules.pop(module_name, None)
+        raise LayerSpecError(f"importing {str(file)!r} raised {type(e).__name__}: {e}") from e
+    finally:
+        sys.path.remove(str(file.resolve().parent))
+    if not hasattr(module, name):
+        found = sorted(n for n, v in vars(module).items()
+                       if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))
+                       and getattr(v, "__module__", None) == module_name)
+        raise LayerSpecError(f"{str(file)!r} has no {name!r}; it defines "
+                             f"{', '.join(found) or 'no classes or functions'}")
+    return getattr(module, name)
+
+
+def load_layer_class(spec: str) -> type:
+    """The class named by ``FILE.py:CLASS``; :class:`LayerSpecError` when there is none.
+
+    >>> load_layer_class("no/such/file.py:Affine")
+    Traceback (most recent call last):
+    ...
+    fnnet.check.load.LayerSpecError: no such file: 'no/such/file.py'
+    """
+    cls = load_attribute(spec, "CLASS")
+    if not inspect.isclass(cls):
+        raise LayerSpecError(f"{spec!r} is a {type(cls).__name__}, not a class")
+    for method in ("forward", "backward"):
+        if not callable(getattr(cls, method, None)):
+            raise LayerSpecError(f"{cls.__name__} has no {method}() method (a layer class has "
+                                 f"forward and backward, as in the book)")
+    return cls
+
+
+def _one_hot(t: np.ndarray, classes: int) -> np.ndarray:
+    return np.eye(classes)[t]
+
+
+def build_layer(cls: type, *, name: str | None = None, seed: int = 0,
+                shape: Sequence[int] | None = None, labels: str = "int"
+                ) -> tuple[Any, tuple[Any, ...]]:
+    """An instance of ``cls`` and inputs for its ``forward``.
+
+    A class fnnet knows (by ``name``, default its own) gets the book's constructor arguments
+    and inputs at small random sizes (``labels="onehot"``: one-hot labels for a loss);
+    another is built as ``cls()`` and fed a standard-normal ``x`` of ``shape`` (default
+    ``(3, 4)``), plus integer labels ``(N,)`` in ``[0, shape[-1])`` when its ``forward``
+    takes two arguments.
+    """
+    if labels not in ("int", "onehot"):
+        raise LayerSpecError(f"labels must be 'int' or 'onehot'; got {labels!r}")
+    rng = np.random.default_rng(seed)
+    known_name = match_known(name or cls.__name__)
+    known = KNOWN_LAYERS[known_name] if known_name else None
+    if known is not None and known.make is not None:
+        ctor_args, inputs = known.make(rng)
+        if known.kind == "loss" and labels == "onehot" and np.ndim(inputs[0]) == 2:
+            inputs = (inputs[0], _one_hot(inputs[1], np.shape(inputs[0])[-1]))
+        try:
+            return cls(*ctor_args), tuple(inputs)
+        except Exception as e:
+            shapes = ", ".join(str(np.shape(a)) if isinstance(a, np.ndarray) else repr(a)
+                               for a in ctor_args)
+            raise LayerSpecError(f"{cls.__name__}({shapes}) — the book's {known_name} "
+                                 f"constructor — raised {type(e).__name__}: {e}") from e
+    try:
+        layer = cls()
+    except TypeError as e:
+        params = tuple(inspect.signature(cls).parameters)
+        raise LayerSpecError(
+            f"{cls.__name__} is not one of the book's classes fnnet knows "
+            f"({', '.join(KNOWN_LAYERS)}) and needs constructor arguments {params}: check it "
+            f"from Python, fnnet.check_layer({cls.__name__}(...), x)") from e
+    shape = tuple(shape or (3, 4))
+    x = rng.standard_normal(shape)
+    required = sum(p.default is p.empty for p in inspect.signature(layer.forward).parameters
+                   .values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    if required >= 2:
+        t = rng.integers(0, shape[-1], size=shape[0])
+        return layer, (x, _one_hot(t, shape[-1]) if labels == "onehot" else t)
+    return layer, (x,)
+
+
+def check_layer_main(spec: str, *, name: str | None = None, shape: Sequence[int] | None = None,
+                     labels: str = "int", seed: int = 0, trials: bool = True,
+                     print_fn: Callable[[str], Any] = print) -> int:
+    """Load, build and check the layer class of ``FILE.py:CLASS``; print the report.
+
+    Returns 0 when every check passes (warnings allowed), 1 otherwise. A spec that names no
+    usable class raises :class:`LayerSpecError` (the CLI's usage error, exit 2).
+    """
+    from fnnet.check.layer import check_layer
+
+    cls = load_layer_class(spec)
+    layer, inputs = build_layer(cls, name=name, seed=seed, shape=shape, labels=labels)
+    report = check_layer(layer, *inputs, name=name, seed=seed, trials=trials)
+    print_fn(report.format_table())
+    return 0 if report.ok else 1
