@@ -54,8 +54,8 @@ class Signature:
     def diff_names(self) -> tuple[str, ...]:
         return tuple(self.names[i] for i in self.diff)
 
-    def call(self, f: Callable, diff_values: Sequence[Any], traced_values: Sequence[Any]):
-        """``f`` of the full argument list rebuilt from the three kinds."""
+    def full(self, diff_values: Sequence[Any], traced_values: Sequence[Any]) -> list[Any]:
+        """The full positional argument list rebuilt from the three kinds."""
         full: list[Any] = [None] * len(self.names)
         for i, value in self.static.items():
             full[i] = value
@@ -63,7 +63,11 @@ class Signature:
             full[i] = value
         for i, value in zip(self.traced, traced_values, strict=True):
             full[i] = value
-        return f(*full)
+        return full
+
+    def call(self, f: Callable, diff_values: Sequence[Any], traced_values: Sequence[Any]):
+        """``f`` of the full argument list."""
+        return f(*self.full(diff_values, traced_values))
 
     def diff_values(self, args: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(args[i] for i in self.diff)

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KNOWN_LAYERS", "KnownLayer", "bind_by_name", "match_known"]
+__all__ = ["BOOK_EPSILON", "KNOWN_LAYERS", "KnownLayer", "bind_by_name", "clipped_loss",
+           "match_known"]
 
 Values = Mapping[str, Any]
 
@@ -35,8 +36,11 @@ class KnownLayer:
       logits: ``x`` is logits: large ones (±1e3) are tried.
       mistakes: ``(words, forward)`` pairs: a wrong forward (NumPy, of the values) that a
         reader's class is known to compute; matching one names it.
-      clipped: the book-compatible loss (``log(y + 1e-7)``) as ``clipped(ops, values)``: at
-        large logits a class that matches it gets a warning, not a failure.
+      label_probability: for a loss, the probability ``p`` it gives each example's label
+        (NumPy, of the values): the book's loss is ``−mean log(p + 1e-7)`` (its
+        ``cross_entropy_error``); a class whose forward is that clipped form gets a warning at
+        large logits instead of a failure, and a tolerance widened by the clip's own error
+        ``1e-7/min p`` against central differences (see :func:`clipped_loss`).
       make: ``make(rng) -> (constructor args, forward inputs)`` for ``fnnet check-layer``.
     """
 
@@ -48,7 +52,7 @@ class KnownLayer:
     kind: str = "plain"
     logits: bool = False
     mistakes: tuple[tuple[str, Callable[[Values], Any]], ...] = ()
-    clipped: Callable[[Any, Values], Any] | None = None
+    label_probability: Callable[[Values], np.ndarray] | None = None
     make: Callable[[np.random.Generator], tuple[tuple, tuple]] | None = None
 
 
@@ -136,14 +140,12 @@ KNOWN_LAYERS: dict[str, KnownLayer] = {
     "SoftmaxWithLoss": KnownLayer(
         "softmax_cross_entropy", ("x", "t"), (), lambda op, v: op(v["x"], v["t"]),
         "−(1/N) Σ t·log softmax(x) (the batch mean)", kind="loss", logits=True,
-        clipped=lambda ops, v: ops["cross_entropy_error"].manual(
-            ops["softmax"].manual(v["x"]), v["t"]),
-        make=lambda rng: ((), (_normal(rng, 4, 10, scale=2.0), _labels(rng, 4, 10)))),
+        label_probability=lambda v: _softmax_label_probability(v["x"], v["t"]),
+        make=lambda rng: ((), (_normal(rng, 4, 10), _labels(rng, 4, 10)))),
     "SigmoidWithLoss": KnownLayer(
         "sigmoid_cross_entropy", ("x", "t"), (), lambda op, v: op(v["x"], v["t"]),
         "mean of −t·log σ(x) − (1 − t)·log(1 − σ(x))", kind="loss", logits=True,
-        clipped=lambda ops, v: ops["cross_entropy_error"].manual(
-            _stack_binary(ops["sigmoid"].manual(v["x"])), v["t"]),
+        label_probability=lambda v: _sigmoid_label_probability(v["x"], v["t"]),
         make=lambda rng: ((), (_normal(rng, 6, scale=2.0), _labels(rng, 6, 2)))),
     "Embedding": KnownLayer(
         "embedding", ("idx",), ("W",), lambda op, v: op(v["W"], v["idx"]), "W[idx]",
@@ -175,10 +177,32 @@ KNOWN_LAYERS: dict[str, KnownLayer] = {
 _ALIASES = {"ReLU": "Relu", "TanH": "Tanh"}
 
 
-def _stack_binary(y: Any) -> Any:
-    import jax.numpy as jnp  # only called with JAX arrays, inside a check
+BOOK_EPSILON = 1e-7
+"""The ``1e-7`` inside the book's ``cross_entropy_error``: ``−mean log(p + 1e-7)``."""
 
-    return jnp.stack([1 - y, y], axis=-1)
+
+def clipped_loss(known: KnownLayer, values: Values) -> tuple[float, float] | None:
+    """The book's clipped loss ``−mean log(p + 1e-7)`` at ``values`` and the relative error
+    ``1e-7/min p`` its gradient has against the exact loss's (``None`` if not a loss)."""
+    if known.label_probability is None:
+        return None
+    p = np.asarray(known.label_probability(values), np.float64)
+    return float(-np.mean(np.log(p + BOOK_EPSILON))), BOOK_EPSILON / max(float(p.min()), 1e-300)
+
+
+def _softmax_label_probability(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    y = e / e.sum(axis=-1, keepdims=True)
+    t = np.asarray(t)
+    labels = t.argmax(axis=-1) if t.ndim == y.ndim else t
+    return y[np.arange(len(y)), labels]
+
+
+def _sigmoid_label_probability(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        y = 1 / (1 + np.exp(-np.asarray(x, np.float64)))
+    return np.where(np.asarray(t) == 1, y, 1 - y)
 
 
 def match_known(class_name: str) -> str | None:

@@ -97,9 +97,9 @@ def build_layer(cls: type, *, name: str | None = None, seed: int = 0,
 
     A class fnnet knows (by ``name``, default its own) gets the book's constructor arguments
     and inputs at small random sizes (``labels="onehot"``: one-hot labels for a loss);
-    another is built as ``cls()`` and fed a standard-normal ``x`` of ``shape`` (default
-    ``(3, 4)``), plus integer labels ``(N,)`` in ``[0, shape[-1])`` when its ``forward``
-    takes two arguments.
+    another is built as ``cls()`` and each required argument of its ``forward`` gets a
+    standard-normal array of ``shape`` (default ``(3, 4)``), except one named like labels
+    (``t``, ``labels``, ``target``): integer classes ``(N,)`` in ``[0, shape[-1])``.
     """
     if labels not in ("int", "onehot"):
         raise LayerSpecError(f"labels must be 'int' or 'onehot'; got {labels!r}")
@@ -126,13 +126,21 @@ def build_layer(cls: type, *, name: str | None = None, seed: int = 0,
             f"({', '.join(KNOWN_LAYERS)}) and needs constructor arguments {params}: check it "
             f"from Python, fnnet.check_layer({cls.__name__}(...), x)") from e
     shape = tuple(shape or (3, 4))
-    x = rng.standard_normal(shape)
-    required = sum(p.default is p.empty for p in inspect.signature(layer.forward).parameters
-                   .values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-    if required >= 2:
-        t = rng.integers(0, shape[-1], size=shape[0])
-        return layer, (x, _one_hot(t, shape[-1]) if labels == "onehot" else t)
-    return layer, (x,)
+    names = [p.name for p in inspect.signature(layer.forward).parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    inputs: list[Any] = []
+    for name in names or ["x"]:
+        if inputs and name in _LABEL_NAMES:
+            t = rng.integers(0, shape[-1], size=shape[0])
+            inputs.append(_one_hot(t, shape[-1]) if labels == "onehot" else t)
+        else:
+            inputs.append(rng.standard_normal(shape))
+    return layer, tuple(inputs)
+
+
+_LABEL_NAMES = ("t", "label", "labels", "target", "targets", "y_true")
+"""Names of a ``forward`` argument that takes labels (then integer class indices in
+``[0, shape[-1])`` are passed, or one-hot rows)."""
 
 
 def check_layer_main(spec: str, *, name: str | None = None, shape: Sequence[int] | None = None,
