@@ -2,70 +2,29 @@
 ``fnnet check-layer`` command runs (:func:`check_layer_main`).
 
 The file is imported as a module of its own with its directory first on ``sys.path`` for
-the duration of the import, so the book's layout (``from common.functions import softmax``
-next to the file) works. A class fnnet knows (:data:`fnnet.check.known.KNOWN_LAYERS`) is
-built with the book's constructor arguments at small random sizes; any other class must be
-constructible without arguments and takes an input of ``shape``.
+the duration of the import (:func:`fnnet._load.load_attribute`), so the book's layout
+(``from common.functions import softmax`` next to the file) works. A class fnnet knows
+(:data:`fnnet.check.known.KNOWN_LAYERS`) is built with the book's constructor arguments at
+small random sizes; any other class must be constructible without arguments and takes an
+input of ``shape``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fnnet._load import SpecError, load_attribute
 from fnnet.check.known import KNOWN_LAYERS, match_known
 
 __all__ = ["LayerSpecError", "build_layer", "check_layer_main", "load_layer_class"]
 
 
-class LayerSpecError(ValueError):
+class LayerSpecError(SpecError):
     """A ``FILE.py:CLASS`` that names no usable layer class (a usage error: exit status 2)."""
-
-
-def _split(spec: str, what: str) -> tuple[Path, str]:
-    path, sep, name = str(spec).rpartition(":")
-    if not sep or not path or not name:
-        raise LayerSpecError(f"expected FILE.py:{what}, e.g. layers.py:{what.title()}; got "
-                             f"{spec!r}")
-    file = Path(path)
-    if file.suffix != ".py":
-        raise LayerSpecError(f"FILE must be a .py file; got {path!r}")
-    if not file.is_file():
-        raise LayerSpecError(f"no such file: {path!r}")
-    return file, name
-
-
-def load_attribute(spec: str, what: str = "CLASS") -> Any:
-    """The attribute ``NAME`` of the Python file in ``FILE.py:NAME`` (imported as its own
-    module, its directory first on ``sys.path`` while it imports)."""
-    file, name = _split(spec, what)
-    module_name = f"_fnnet_user_{file.stem}_{abs(hash(str(file.resolve())))}"
-    module_spec = importlib.util.spec_from_file_location(module_name, file)
-    if module_spec is None or module_spec.loader is None:
-        raise LayerSpecError(f"cannot import {str(file)!r}")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    sys.path.insert(0, str(file.resolve().parent))
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as e:
-        sys.modules.pop(module_name, None)
-        raise LayerSpecError(f"importing {str(file)!r} raised {type(e).__name__}: {e}") from e
-    finally:
-        sys.path.remove(str(file.resolve().parent))
-    if not hasattr(module, name):
-        found = sorted(n for n, v in vars(module).items()
-                       if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))
-                       and getattr(v, "__module__", None) == module_name)
-        raise LayerSpecError(f"{str(file)!r} has no {name!r}; it defines "
-                             f"{', '.join(found) or 'no classes or functions'}")
-    return getattr(module, name)
 
 
 def load_layer_class(spec: str) -> type:
@@ -76,7 +35,10 @@ def load_layer_class(spec: str) -> type:
     ...
     fnnet.check.load.LayerSpecError: no such file: 'no/such/file.py'
     """
-    cls = load_attribute(spec, "CLASS")
+    try:
+        cls = load_attribute(spec, "CLASS")
+    except SpecError as e:
+        raise LayerSpecError(str(e)) from e
     if not inspect.isclass(cls):
         raise LayerSpecError(f"{spec!r} is a {type(cls).__name__}, not a class")
     for method in ("forward", "backward"):
