@@ -75,7 +75,7 @@ def _columns(graph: Graph) -> dict[int, int]:
 def _spine(graph: Graph, column: dict[int, int]) -> set[int]:
     """The main chain: from the output back through, at each step, the operation feeding
     it from the latest column (the first such one on a tie; never a branch point, whose
-    edges would run along the chain)."""
+    edges would run along the chain), and the first operation's data input."""
     preds: dict[int, list[int]] = {n.id: [] for n in graph.nodes}
     for e in graph.edges:
         preds[e.target].append(e.source)
@@ -85,7 +85,16 @@ def _spine(graph: Graph, column: dict[int, int]) -> set[int]:
     while node is not None and node not in spine:
         spine.add(node)
         inner = [p for p in preds[node] if graph.nodes[p].kind == "op"]
-        node = max(inner, key=lambda p: column[p]) if inner else None
+        if inner:
+            node = max(inner, key=lambda p: column[p])
+            continue
+        # The first operation: its data input joins the chain (a plain argument before a
+        # leaf of a parameter pytree such as params/affine1/W), as the book draws x.
+        inputs = [p for p in preds[node] if graph.nodes[p].kind == "input"]
+        inputs.sort(key=lambda p: ("/" in graph.nodes[p].label, p))
+        if inputs:
+            spine.add(inputs[0])
+        node = None
     return spine
 
 
@@ -170,8 +179,8 @@ def _bend(graph_pos: dict[int, tuple[float, float]], sizes: dict[int, tuple[floa
             continue
         t = ((x - x1) * dx + (y - y1) * dy) / length2
         if 0.05 < t < 0.95:
-            distance = abs((x - x1) * dy - (y - y1) * dx) / np.sqrt(length2)
-            if distance < max(sizes[n]) + 0.2:
+            w, h = sizes[n]  # the closest point of the segment inside the node's box?
+            if abs(x1 + t * dx - x) < w + 0.15 and abs(y1 + t * dy - y) < h + 0.15:
                 # arc3 puts the control point at mid + rad·(dy, −dx): rad > 0 bends a
                 # left-to-right edge downward; bend away from the row of that node.
                 return 0.3 if (y1 + y2) / 2 <= y else -0.3
