@@ -48,7 +48,7 @@ from common import write_results
 from peers import jax_common, numpy_book_conv
 
 from fnnet.data import load_dataset
-from fnnet.layers import simple_conv_net
+from fnnet.nets import simple_conv_net
 from fnnet.optim import adam
 from fnnet.train import evaluate, init_train_state, make_epoch, make_train_step
 

@@ -8,10 +8,7 @@ Every script is one command that writes ``experiments/results/<name>.json`` and
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +21,7 @@ import optax
 
 from fnnet.data import DATASETS, Dataset, load_dataset
 from fnnet.layers import Model
+from fnnet.results import environment
 from fnnet.train import batch_indices, init_train_state, make_epoch
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,14 +46,6 @@ def load(args: argparse.Namespace, train_size: int | None = None) -> Dataset:
     if train_size is not None:
         data = data._replace(x_train=data.x_train[:train_size], t_train=data.t_train[:train_size])
     return data
-
-
-def environment() -> dict[str, Any]:
-    """Versions, device, cores and the 1/5/15-minute load average (others share the CPU)."""
-    return {"jax": jax.__version__, "python": platform.python_version(),
-            "device": jax.devices()[0].device_kind, "cores": os.cpu_count(),
-            "loadavg": list(os.getloadavg()),
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
 def train_steps(model: Model, params: Any, optimizer: optax.GradientTransformation,

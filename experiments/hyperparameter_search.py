@@ -38,8 +38,9 @@ import jax
 import numpy as np
 from benchmark import matmul_peak
 
-from fnnet.cli import _environment, _write_json, main
+from fnnet.cli import main
 from fnnet.parallel import one_cpu_device_per_core
+from fnnet.results import environment, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WIDTHS = [784, *[100] * 5, 10]  # the net of BOOK below
@@ -145,10 +146,10 @@ if __name__ == "__main__":
              f"steps).")
     print(text)
     print(notes)
-    _write_json(RESULTS / "hyperparameter_search-timing.json",
+    write_json(RESULTS / "hyperparameter_search-timing.json",
                 {"rows": rows, "same_val_acc": same, "agreement": agreement,
                  "matmul_peak_gflops": peak,
                  "flops_per_model_step": flops_per_model_step(), "speed_up_bound": bound,
-                 "settings": vmapped["settings"], "environment": _environment()})
+                 "settings": vmapped["settings"], "environment": environment()})
     (RESULTS / "hyperparameter_search-timing.md").write_text(
         f"# §6.5 search, {ARGS.trials} trials: vmapped vs sequential\n\n{text}\n\n{notes}\n")

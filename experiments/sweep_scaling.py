@@ -25,8 +25,8 @@ from typing import Any
 import jax
 from common import load, parser, write
 
-from fnnet.cli import _positive_int as positive_int
-from fnnet.layers import build_net
+from fnnet.cli.common import positive_int
+from fnnet.nets import build_net
 from fnnet.sweep import sample_trials, sweep, validation_split
 
 NETS = {"two-layer (hidden 50)": ("two-layer", {"hidden": [50]}),

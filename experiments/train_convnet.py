@@ -34,7 +34,7 @@ from typing import Any
 import jax
 
 from fnnet.data import DATASETS, load_dataset
-from fnnet.layers import build_net
+from fnnet.nets import build_net
 from fnnet.optim import get_optimizer
 from fnnet.train import fit
 

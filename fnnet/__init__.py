@@ -22,14 +22,14 @@ if TYPE_CHECKING:
     from fnnet.check import check_layer as check_layer
     from fnnet.check import check_rule as check_rule
     from fnnet.layers import Model as Model
-    from fnnet.layers import multi_layer_net as multi_layer_net
-    from fnnet.layers import two_layer_net as two_layer_net
+    from fnnet.nets import multi_layer_net as multi_layer_net
+    from fnnet.nets import two_layer_net as two_layer_net
 
 __version__ = "0.1.0"
 _LAZY = {"autodiff": ("fnnet.autodiff", None), "manual": ("fnnet.manual", None),
          "check_layer": ("fnnet.check", "check_layer"), "check_rule": ("fnnet.check", "check_rule"),
-         "Model": ("fnnet.layers", "Model"), "multi_layer_net": ("fnnet.layers", "multi_layer_net"),
-         "two_layer_net": ("fnnet.layers", "two_layer_net")}
+         "Model": ("fnnet.layers", "Model"), "multi_layer_net": ("fnnet.nets", "multi_layer_net"),
+         "two_layer_net": ("fnnet.nets", "two_layer_net")}
 __all__ = ["Model", "autodiff", "check_layer", "check_rule", "manual", "multi_layer_net",
            "two_layer_net"]
 

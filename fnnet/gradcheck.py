@@ -77,7 +77,8 @@ from jax.flatten_util import ravel_pytree
 
 from fnnet import precision as fnnet_precision
 from fnnet._checks import check_int
-from fnnet.layers import CONV_NETS, NETS, Model, build_net
+from fnnet.layers import Model
+from fnnet.nets import CONV_NETS, NETS, build_net
 from fnnet.precision import cast_floating
 
 __all__ = [
@@ -614,7 +615,7 @@ def gradcheck_model(
 
     Takes the first ``batch_size`` samples of ``np.random.default_rng(seed).permutation`` of
     the training set of ``dataset`` (:func:`fnnet.data.load_dataset`; as images for the conv
-    nets), builds the net ``net`` of :data:`fnnet.layers.NETS` with ``net_options``, inits
+    nets), builds the net ``net`` of :data:`fnnet.nets.NETS` with ``net_options``, inits
     params with ``jax.random.key(seed)`` and runs :func:`compare_model_grads` on the training
     loss: batch statistics for batch norm (from the initial state), and for dropout the fixed
     key ``fold_in(key(seed), 1)``, the same mask for the manual and the autodiff model.
@@ -627,7 +628,7 @@ def gradcheck_model(
     :data:`RTOL_NUMERICAL`).
 
     Args:
-      net: a name of :data:`fnnet.layers.NETS` (``"two-layer"``, ``"mlp"``,
+      net: a name of :data:`fnnet.nets.NETS` (``"two-layer"``, ``"mlp"``,
         ``"simple-conv"``, ``"deep-conv"``).
       dataset: ``"digits"``, ``"mnist"`` or ``"fashion-mnist"``.
       batch_size: samples in the batch (the book checks 3).

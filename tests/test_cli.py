@@ -13,6 +13,7 @@ import jax
 import pytest
 
 from fnnet.cli import main
+from fnnet.data import DIGITS_SOURCE
 
 FAST = ["--no-progress", "--no-compile-cache"]
 
@@ -314,13 +315,12 @@ def test_runs_print_and_record_the_files_they_read(tmp_path, capsys):
     out = tmp_path / "run.json"
     assert main(["train", "--epochs", "1", "--out", str(out), *FAST]) == 0
     assert "data: scikit-learn bundled digits" in capsys.readouterr().out
-    assert json.loads(out.read_text())["data"]["files"] == [
-        "scikit-learn bundled digits (sklearn.datasets)"]
+    assert json.loads(out.read_text())["data"]["files"] == [DIGITS_SOURCE]
 
 
 def test_compile_cache_location_and_an_unwritable_one_turned_off(tmp_path, monkeypatch,
                                                                   capsys):
-    from fnnet.cli import enable_compile_cache
+    from fnnet.cli.common import enable_compile_cache
 
     updates = {}
     monkeypatch.setattr(jax.config, "update", lambda name, value: updates.update({name: value}))

@@ -8,6 +8,8 @@ import gzip
 import hashlib
 import http.server
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -33,7 +35,7 @@ def isolated_search_path(tmp_path, monkeypatch):
     127.0.0.1."""
     monkeypatch.delenv("FNNET_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", tmp_path / "system")
+    monkeypatch.setattr(data.files, "SYSTEM_DATA_DIR", tmp_path / "system")
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
@@ -367,7 +369,7 @@ def test_a_dataset_records_the_files_it_read(tmp_path):
     assert dataset.files == tuple(str(tmp_path / "d" / name) for name in (
         "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte.gz",
         "t10k-labels-idx1-ubyte"))
-    assert data.load_digits().files == ("scikit-learn bundled digits (sklearn.datasets)",)
+    assert data.load_digits().files == (data.DIGITS_SOURCE,)
 
 
 @pytest.mark.parametrize("stem", ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"])
@@ -492,6 +494,24 @@ def test_digits_split_is_a_partition():
         np.unique(labelled, axis=0, return_counts=True)[1],
         np.unique(whole, axis=0, return_counts=True)[1],
     )
+
+
+def test_digits_split_keeps_the_class_proportions_exactly():
+    labels = np.concatenate([data.load_digits().t_train, data.load_digits().t_test])
+    whole = np.bincount(labels)
+    test = np.bincount(data.load_digits().t_test, minlength=10)
+    assert test.sum() == 360
+    # each class gets floor or ceil of its share of the 360 test places
+    share = whole * 360 / whole.sum()
+    assert np.all((test == np.floor(share)) | (test == np.ceil(share)))
+
+
+def test_loading_digits_does_not_import_scikit_learn():
+    code = ("import sys; from fnnet.data import load_digits; d = load_digits(); "
+            "print(len(d.x_train), 'sklearn' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.split() == ["1437", "False"]
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])

@@ -101,7 +101,7 @@ def test_benchmark_conv_quick(experiments, tmp_path):
 def test_numpy_conv_peer_gradient_matches_fnnet(experiments, dtype):
     """The book's NumPy layers and fnnet's hand rules give the same loss and gradients."""
     nb = experiments("peers.numpy_book_conv")
-    from fnnet.layers import simple_conv_net
+    from fnnet.nets import simple_conv_net
 
     with jax.enable_x64(dtype == np.float64), jax.default_matmul_precision("highest"):
         net = simple_conv_net((2, 9, 9), 5, filters=4, kernel=3, hidden=7, weight_init="he",

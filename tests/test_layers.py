@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fnnet
-from fnnet import layers
+from fnnet import layers, nets
 from fnnet.init import fan_in, he, resolve, xavier
 from fnnet.layers import (
     activation_layer,
@@ -199,13 +199,13 @@ def test_a_stateless_net_keeps_the_one_line_gradient_and_has_empty_state():
 
 
 def test_build_net_uses_the_same_names_as_the_cli():
-    assert list(layers.NETS) == ["two-layer", "mlp", "simple-conv", "deep-conv"]
-    net = layers.build_net("mlp", (64,), 10, hidden=[8, 8], weight_init="he")
+    assert list(nets.NETS) == ["two-layer", "mlp", "simple-conv", "deep-conv"]
+    net = nets.build_net("mlp", (64,), 10, hidden=[8, 8], weight_init="he")
     assert list(net.init(jax.random.key(0))) == ["affine1", "affine2", "affine3"]
     with pytest.raises(ValueError, match="exactly one hidden layer"):
-        layers.build_net("two-layer", (64,), 10, hidden=[8, 8])
+        nets.build_net("two-layer", (64,), 10, hidden=[8, 8])
     with pytest.raises(ValueError, match=r"net must be one of .*; got 'resnet'"):
-        layers.build_net("resnet", (64,), 10)
+        nets.build_net("resnet", (64,), 10)
 
 
 # --- initialisers as values ----------------------------------------------------------------
@@ -235,7 +235,7 @@ def test_a_jax_initializer_is_accepted_as_a_value():
 
 
 def test_simple_conv_net_is_the_books_chapter_7_net():
-    net = layers.simple_conv_net((1, 28, 28), 10)
+    net = nets.simple_conv_net((1, 28, 28), 10)
     params = net.init(jax.random.key(0))
     assert jax.tree.map(jnp.shape, params) == {
         "conv1": {"W": (30, 1, 5, 5), "b": (30,)}, "affine1": {"W": (30 * 12 * 12, 100),
@@ -245,7 +245,7 @@ def test_simple_conv_net_is_the_books_chapter_7_net():
 
 
 def test_deep_conv_net_is_the_books_chapter_8_net():
-    net = layers.deep_conv_net((1, 28, 28), 10)
+    net = nets.deep_conv_net((1, 28, 28), 10)
     shapes = jax.tree.map(jnp.shape, net.init(jax.random.key(0)))
     assert [shapes[f"conv{i}"]["W"] for i in range(1, 7)] == [
         (16, 1, 3, 3), (16, 16, 3, 3), (32, 16, 3, 3), (32, 32, 3, 3), (64, 32, 3, 3),

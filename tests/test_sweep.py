@@ -16,7 +16,7 @@ import pytest
 
 from fnnet.cli import main
 from fnnet.data import Dataset, load_digits
-from fnnet.layers import build_net
+from fnnet.nets import build_net
 from fnnet.optim import OPTIMIZERS, get_optimizer
 from fnnet.parallel import MAX_CPU_DEVICES, usable_cores
 from fnnet.sweep import (
@@ -106,7 +106,7 @@ import jax, numpy as np, sys
 sys.path.insert(0, {str(ROOT)!r})
 from tests.test_sweep import TRIALS, HIDDEN, EPOCHS, BATCH
 from fnnet.data import load_digits
-from fnnet.layers import build_net
+from fnnet.nets import build_net
 from fnnet.sweep import sweep, validation_split
 d = load_digits()
 train, val = validation_split(d.x_train, d.t_train, fraction=0.2, train_size=300, seed=3)

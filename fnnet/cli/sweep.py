@@ -1,19 +1,18 @@
 """``fnnet sweep``: the book's random hyperparameter search (§6.5), all trials in one program.
 
-Registered by :func:`fnnet.cli.build_parser`; reuses its flag builders, usage errors and
-atomic JSON writer. Exit statuses as ``fnnet train`` (0 done, 1 data/disk, 2 usage, 130
-Ctrl-C); a trial that diverges is reported as such and does not stop the sweep.
+Exit statuses as ``fnnet train`` (0 done, 1 data/disk, 2 usage, 130 Ctrl-C); a trial that
+diverges is reported as such and does not stop the sweep.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
-from fnnet import cli
+from fnnet.cli import common, flags
+from fnnet.cli.common import UsageError
 
 BOOK_LR = "1e-6:1e-2"
 BOOK_WEIGHT_DECAY = "1e-8:1e-4"
@@ -34,9 +33,9 @@ def _range(low_limit: float, what: str):
             raise argparse.ArgumentTypeError(
                 f"expected LO:HI (log-uniform) or one number, got {text!r}") from None
         low, high = bounds[0], bounds[-1]
-        if not all(low_limit <= b <= cli.FLOAT32_MAX for b in bounds):
+        if not all(low_limit <= b <= common.FLOAT32_MAX for b in bounds):
             raise argparse.ArgumentTypeError(
-                f"{what} bounds must be in [{low_limit:.3g}, {cli.FLOAT32_MAX:.3g}], got {text}")
+                f"{what} bounds must be in [{low_limit:.3g}, {common.FLOAT32_MAX:.3g}], got {text}")
         try:
             return log_range(what, (low, high))
         except ValueError as error:
@@ -51,7 +50,7 @@ def _as_range(parser: argparse.ArgumentParser, flag: str, type_, default: str, h
     action.type, action.default, action.metavar, action.help = type_, default, "LO:HI", help
 
 
-def add_sweep_parser(commands: Any) -> None:
+def add_parser(commands: Any) -> None:
     """The ``sweep`` subcommand on ``commands`` (the subparsers of ``fnnet``)."""
     sweep = commands.add_parser(
         "sweep", help="random hyperparameter search: many models trained at once (jax.vmap)",
@@ -60,31 +59,31 @@ def add_sweep_parser(commands: Any) -> None:
                     "(--max-parallel at a time, sharded over --devices), judge them on a "
                     "held-out validation set and "
                     "report the test set alongside. Defaults are the book's ranges.",
-        formatter_class=cli._DefaultsFormatter)
-    cli.add_data_flags(sweep)
-    cli.add_model_flags(sweep)
-    opt = cli.add_optimizer_flags(sweep)
-    _as_range(sweep, "--lr", _range(cli.FLOAT32_TINY, "--lr"), BOOK_LR,
+        formatter_class=common.DefaultsFormatter)
+    flags.add_data_flags(sweep)
+    flags.add_model_flags(sweep)
+    opt = flags.add_optimizer_flags(sweep)
+    _as_range(sweep, "--lr", _range(common.FLOAT32_TINY, "--lr"), BOOK_LR,
               "learning rate: LO:HI draws 10^U(log10 LO, log10 HI) per trial; one number "
               "fixes it")
     _as_range(sweep, "--weight-decay", _range(0.0, "--weight-decay"), BOOK_WEIGHT_DECAY,
               "λ of the book's ½·λ·ΣW²: LO:HI log-uniform per trial; one number fixes it "
               "(0: none)")
-    opt.add_argument("--epochs", type=cli._positive_int, default=50)
+    opt.add_argument("--epochs", type=common.positive_int, default=50)
     search = sweep.add_argument_group("search")
-    search.add_argument("--trials", type=cli._positive_int, default=100,
+    search.add_argument("--trials", type=common.positive_int, default=100,
                         help="number of trials (models)")
-    search.add_argument("--seed", type=cli._seed, default=0,
+    search.add_argument("--seed", type=common.seed, default=0,
                         help="seeds the trials' draws, their own seeds and the split")
-    cli.add_split_flags(sweep)
+    flags.add_split_flags(sweep)
     sweep.set_defaults(validation=0.2)
-    search.add_argument("--max-parallel", type=cli._positive_int, default=None, metavar="K",
+    search.add_argument("--max-parallel", type=common.positive_int, default=None, metavar="K",
                         help="train at most K trials at once (default: all on a GPU; on a "
                              "CPU, 4 per device, the fastest for the book's §6.5 search on a "
                              "2-core CPU)")
     search.add_argument("--sequential", action="store_true",
                         help="one trial at a time through the same code (the baseline)")
-    search.add_argument("--devices", type=cli._device_count, default=None, metavar="N|all",
+    search.add_argument("--devices", type=common.device_count, default=None, metavar="N|all",
                         help="shard the trials over N devices (default: all, at most one "
                              "per trial; on a CPU, JAX is given one device per core, up to 8, "
                              "unless XLA_FLAGS or JAX_NUM_CPU_DEVICES says otherwise)")
@@ -95,7 +94,7 @@ def add_sweep_parser(commands: Any) -> None:
     run.add_argument("--plot", type=Path, default=None,
                      help="PNG: validation curves of the best trials (the book's figure "
                           "6-24) and η × λ coloured by validation accuracy")
-    run.add_argument("--top", type=cli._positive_int, default=10,
+    run.add_argument("--top", type=common.positive_int, default=10,
                      help="rows of the table of best trials (and panels of --plot, up to 20)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-compile-cache", action="store_true",
@@ -153,18 +152,19 @@ def run_sweep(args: argparse.Namespace) -> int:
     import jax
 
     from fnnet.data import load_dataset
+    from fnnet.results import environment, write_json
     from fnnet.sweep import best_trials, chunk_plan, default_max_parallel, sample_trials, sweep
 
-    options = cli.net_options(args)
+    options = flags.net_options(args)
     if args.sequential:
         if args.max_parallel not in (None, 1):
-            raise cli.UsageError("--sequential trains one trial at a time; leave out "
+            raise UsageError("--sequential trains one trial at a time; leave out "
                                  f"--max-parallel {args.max_parallel}")
         if args.devices not in (None, 1):
-            raise cli.UsageError("--sequential trains one trial at a time on one device; "
+            raise UsageError("--sequential trains one trial at a time on one device; "
                                  f"leave out --devices {args.devices}")
         args.max_parallel = 1
-    given = cli.hyperparams_from_args(args)
+    given = flags.hyperparams_from_args(args)
     available = jax.devices()
     if args.devices is None:  # every device, but not more than one per trial of a chunk
         count = 1 if args.sequential else min(len(available), args.trials,
@@ -172,45 +172,45 @@ def run_sweep(args: argparse.Namespace) -> int:
     else:
         count = len(available) if args.devices == "all" else args.devices
     if count > len(available):
-        raise cli.UsageError(f"--devices {args.devices}: JAX sees only {len(available)} "
+        raise UsageError(f"--devices {args.devices}: JAX sees only {len(available)} "
                              f"devices ({available})")
     devices = count if count > 1 else None
     platform = available[0].platform
     max_parallel = args.max_parallel or default_max_parallel(platform, count)
     if max_parallel is not None and max_parallel < count:
-        raise cli.UsageError(f"--max-parallel {max_parallel} is less than --devices {count}: "
+        raise UsageError(f"--max-parallel {max_parallel} is less than --devices {count}: "
                              f"each device trains whole trials")
     chunks, size = chunk_plan(args.trials, max_parallel, count)
     if args.plot is not None:
-        cli._require_matplotlib()
-    cli._check_writable("--out", args.out)
-    cli._check_writable("--plot", args.plot)
+        common.require_matplotlib()
+    common.check_writable("--out", args.out)
+    common.check_writable("--plot", args.plot)
     if not args.no_compile_cache:
-        cli.enable_compile_cache()
-    data = cli.data_for_net(args.net, load_dataset(args.dataset, data_dir=args.data_dir,
+        common.enable_compile_cache()
+    data = flags.data_for_net(args.net, load_dataset(args.dataset, data_dir=args.data_dir,
                                                    download=not args.no_download,
                                                    progress=not args.no_progress))
     args.split_seed = args.seed
-    split, test_set = cli.held_out_split(args, data)
+    split, test_set = flags.held_out_split(args, data)
     if args.batch_size > len(split.x_train):
-        raise cli.UsageError(f"--batch-size {args.batch_size} is larger than the training "
+        raise UsageError(f"--batch-size {args.batch_size} is larger than the training "
                              f"part of the split ({len(split.x_train)} examples)")
     if "hidden" in options:  # the MLPs' size is the user's to choose (conv nets: the book's)
-        cli._check_memory([split.x_train.shape[1], *args.hidden, data.num_classes],
+        common.check_memory([split.x_train.shape[1], *args.hidden, data.num_classes],
                           size * max(args.batch_size, min(1000, len(split.x_train))), 4,
                           6 * size)
-    model = cli.model_from_args(_with(args, weight_decay=0.0), split, options)
+    model = flags.model_from_args(_with(args, weight_decay=0.0), split, options)
     trials = sample_trials(args.trials, lr=args.lr, weight_decay=args.weight_decay,
                            seed=args.seed)
     steps = len(split.x_train) // args.batch_size
     where = f"{count} {platform} device{'s' * (count > 1)}"
     print(f"fnnet sweep: {args.dataset} ({len(split.x_train)} train / {len(split.x_test)} "
-          f"validation / {len(test_set[0])} test), {cli._net_line(args, split)}, "
+          f"validation / {len(test_set[0])} test), {flags.net_line(args, split)}, "
           f"grads={args.grads}, optimizer={args.optimizer}, "
           f"lr {_bounds_text(args.lr)}, weight decay {_bounds_text(args.weight_decay)}; "
           f"{args.trials} trials × {args.epochs} epochs × {steps} steps, {chunks} chunk"
           f"{'s' * (chunks > 1)} of {size} on {where}", flush=True)
-    print(cli._data_line(data.files), flush=True)
+    print(common.data_line(data.files), flush=True)
     result = sweep(model, trials, (split.x_train, split.t_train), (split.x_test, split.t_test),
                    epochs=args.epochs, optimizer=args.optimizer, hyperparams=given,
                    test=test_set, batch_size=args.batch_size, sampling=args.sampling,
@@ -241,15 +241,17 @@ def run_sweep(args: argparse.Namespace) -> int:
                 "curves": {name: _finite(result.curves[name][k].tolist())
                            for name in result.curves},
                 "train_args": train_args(args, trial)})
-        settings = cli._settings(args)  # lr, weight_decay: [low, high]
-        cli._write_json(args.out, {
+        settings = common.settings(args)  # lr, weight_decay: [low, high]
+        write_json(args.out, {
             "status": "complete", "settings": settings,
             "data": {"files": list(data.files), "train": len(split.x_train),
                      "validation": len(split.x_test), "test": len(test_set[0])},
-            "summary": summary, "trials": records, "environment": cli._environment()})
+            "summary": summary, "trials": records, "environment": environment()})
     if args.plot is not None:
+        from fnnet.plots import plot_sweep
+
         plot_sweep(result, args.plot, count=min(args.top, 20),
-                   title=f"{args.dataset}, {cli._net_line(args, split)}, "
+                   title=f"{args.dataset}, {flags.net_line(args, split)}, "
                          f"{args.optimizer}, {args.trials} trials")
     return 0
 
@@ -268,59 +270,3 @@ def format_table(rows: list[Any]) -> str:
                      f"{row.trial.lr:>9.3e}  {row.trial.weight_decay:>12.3e}  "
                      f"{row.trial.seed:>10}{note}")
     return "\n".join(lines)
-
-
-def plot_sweep(result: Any, path: Path, *, count: int = 20, title: str = "") -> None:
-    """The book's figure 6-24 (validation accuracy, solid, and training accuracy, dashed, per
-    epoch for the ``count`` best trials in a grid) and a scatter of η × λ coloured by
-    validation accuracy, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from fnnet.atomic import atomic_write
-    from fnnet.sweep import best_trials
-
-    rows = best_trials(result, count)
-    cols = 5
-    grid_rows = math.ceil(len(rows) / cols)
-    fig = plt.figure(figsize=(16, max(4.0, 2.6 * grid_rows + 1.5)))
-    left, right = fig.subfigures(1, 2, width_ratios=[2.2, 1])
-    axes = left.subplots(grid_rows, cols, sharex=True, sharey=True, squeeze=False)
-    epochs = np.arange(1, result.epochs + 1)
-    for ax in axes.flat[len(rows):]:
-        ax.axis("off")
-    for rank, (ax, row) in enumerate(zip(axes.flat, rows, strict=False), start=1):
-        ax.plot(epochs, result.curves["val_acc"][row.index], label="validation")
-        ax.plot(epochs, result.curves["train_acc"][row.index], "--", label="train")
-        ax.set_title(f"best-{rank}: val {row.val_acc:.2f}\nlr {row.trial.lr:.1e}, "
-                     f"λ {row.trial.weight_decay:.1e}", fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.tick_params(labelsize=7)
-    axes.flat[0].legend(fontsize=7)
-    left.supxlabel("epoch")
-    left.supylabel("accuracy")
-    ax = right.subplots()
-    lrs = np.array([t.lr for t in result.trials])
-    wds = np.array([t.weight_decay for t in result.trials])
-    points = ax.scatter(lrs, np.where(wds > 0, wds, np.nan), c=result.val_acc(), cmap="viridis",
-                        s=25, edgecolors="k", linewidths=0.3)
-    if np.ptp(lrs) > 0:
-        ax.set_xscale("log")
-    if np.any(wds > 0) and np.ptp(wds[wds > 0]) > 0:
-        ax.set_yscale("log")
-    ax.set(xlabel="learning rate", ylabel="weight decay λ",
-           title="validation accuracy per trial")
-    right.colorbar(points, ax=ax, label="validation accuracy")
-    fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        atomic_write(path, lambda file: fig.savefig(file, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(cli.main(["sweep", *sys.argv[1:]]))

@@ -1,0 +1,250 @@
+"""What every ``fnnet`` command shares: exit codes, the parser, usage errors, argument types
+and the checks made before any work starts.
+
+The argument types (:func:`positive_int`, :func:`seed`, …) and :class:`Parser` are public: a
+script built on fnnet may use them to take the same flags the same way. Nothing here imports
+JAX at module level, so ``fnnet --help`` starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import itertools
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NON_FINITE = 3
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by SIGPIPE
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # smallest normal float32: below it, --lr rounds away
+SEED_MAX = 2**32 - 1  # jax.random.key keeps 32 bits of the seed without x64
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``fnnet train: error: …``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: …)`` except where the default is None (the help text says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        """A flag without help text still shows its default (argparse skips it otherwise)."""
+        if (action.help is None and action.option_strings and action.nargs != 0
+                and action.default not in (None, argparse.SUPPRESS)):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+
+class UsageError(Exception):
+    """A flag value that parses but makes no sense (reported as a usage error, exit 2)."""
+
+
+class JoinError(Exception):
+    """A multi-host run could not join its coordinator (exit status 1)."""
+
+
+# --- argument types ------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    """An integer ≥ 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def device_count(text: str) -> int | str:
+    """``all`` or an integer ≥ 1."""
+    return text if text == "all" else positive_int(text)
+
+
+def positive_float(text: str) -> float:
+    """A number in float32's normal range ``[1.18e-38, 3.4e38]``."""
+    value = float(text)
+    if not FLOAT32_TINY <= value <= FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be a number in [{FLOAT32_TINY:.3g}, {FLOAT32_MAX:.3g}] (float32's normal "
+            f"range), got {text}")
+    return value
+
+
+def seed(text: str) -> int:
+    """An integer in ``[0, 2³² − 1]`` (the bits ``jax.random.key`` keeps)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, {SEED_MAX}], got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A number in ``[0, 3.4e38]``."""
+    value = float(text)
+    if not 0 <= value <= FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 and <= {FLOAT32_MAX:.3g}, "
+                                         f"got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in ``[0, 1)``."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
+    return value
+
+
+def open_fraction(text: str) -> float:
+    """A number in ``(0, 1)``."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text}")
+    return value
+
+
+# --- checks before any work ----------------------------------------------------------------
+
+
+def check_writable(flag: str, path: Path | None, *, directory: bool = False) -> None:
+    """Fail before training, not after it, when an output cannot be written."""
+    if path is None:
+        return
+    folder = path if directory else path.parent
+    if directory and path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: exists and is not a directory")
+    if not directory and path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory, expected a file path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{flag} {path}: cannot create {folder}: {error.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag} {path}: {folder} is not writable")
+
+
+def require_matplotlib() -> None:
+    """A usage error when ``--plot`` is asked for without matplotlib installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as error:
+        raise UsageError("--plot needs matplotlib: pip install 'fnnet[plot]'") from error
+
+
+def estimated_bytes(sizes: list[int], batch: int, itemsize: int, copies: int) -> int:
+    """Memory a dense net of layer ``sizes`` needs: ``copies`` copies of the parameters
+    (params, gradients, optimiser state, the updated params…) plus the activations of a
+    batch (each layer's output and its gradient) — a lower bound, in bytes."""
+    params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    activations = 2 * batch * sum(sizes)
+    return itemsize * (copies * params + activations)
+
+
+def available_bytes(device: Any = None) -> tuple[int, str] | None:
+    """The device's memory limit (GPU) or the host's physical memory, and its name."""
+    import jax
+
+    device = device or jax.devices()[0]
+    with contextlib.suppress(Exception):
+        limit = (device.memory_stats() or {}).get("bytes_limit")
+        if limit:
+            return int(limit), f"{device.platform} device memory"
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "physical memory"
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return None
+
+
+def check_memory(sizes: list[int], batch: int, itemsize: int, copies: int,
+                 device: Any = None) -> None:
+    """A usage error, before anything is built, when the model cannot fit in memory."""
+    needed = estimated_bytes(sizes, batch, itemsize, copies)
+    available = available_bytes(device)
+    if available is not None and needed > available[0]:
+        raise UsageError(f"the model {'-'.join(map(str, sizes))} needs about "
+                         f"{needed / 2**30:,.1f} GiB (parameters, gradients, optimiser state "
+                         f"and activations at batch {batch}), more than the "
+                         f"{available[0] / 2**30:,.1f} GiB of {available[1]}; use smaller "
+                         f"--hidden sizes")
+
+
+def select_device(kind: str | None):
+    """The first JAX device of ``kind`` (``cpu``/``gpu``), None for JAX's default."""
+    import jax
+
+    if kind is None:
+        return None
+    try:
+        return jax.devices(kind)[0]
+    except RuntimeError as error:
+        raise UsageError(
+            f"--device {kind}: JAX sees no {kind} device (it has {jax.devices()}); for NVIDIA "
+            f"GPUs install a CUDA build of JAX, e.g. pip install 'jax[cuda12]'") from error
+
+
+# --- the compilation cache -----------------------------------------------------------------
+
+
+def compile_cache_dir() -> Path:
+    """``$FNNET_COMPILE_CACHE``, else ``$XDG_CACHE_HOME/fnnet/jax`` (an absolute path; an
+    empty or relative one is ignored, as the XDG spec says), else ``~/.cache/fnnet/jax``."""
+    if os.environ.get("FNNET_COMPILE_CACHE"):
+        return Path(os.environ["FNNET_COMPILE_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return root / "fnnet" / "jax"
+
+
+def enable_compile_cache() -> Path | None:
+    """Use JAX's persistent compilation cache so a second run skips compiling the steps.
+
+    Returns the cache directory (:func:`compile_cache_dir`), or ``None`` after one line on
+    stderr when it cannot be created or written (JAX would otherwise warn at every step).
+    """
+    import jax
+
+    try:
+        directory = compile_cache_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except (OSError, RuntimeError) as error:  # RuntimeError: no home directory
+        print(f"fnnet: compile cache off: {error}", file=sys.stderr)
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
+
+
+# --- records -------------------------------------------------------------------------------
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed flags as JSON-able settings (paths as strings, handlers left out)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if k not in ("handler", "process_setup")}
+
+
+def data_line(files: tuple[str, ...]) -> str:
+    """``data: <the files read>`` (or ``in memory``)."""
+    return f"data: {', '.join(files) if files else 'in memory'}"

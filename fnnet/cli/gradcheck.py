@@ -1,0 +1,78 @@
+"""``fnnet gradcheck``: the book's chapter-5 gradient check of a whole net, per leaf."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from fnnet.cli import common, flags
+
+
+def add_parser(commands: Any) -> None:
+    """The ``gradcheck`` subcommand on ``commands`` (the subparsers of ``fnnet``)."""
+    from fnnet.data import DATASETS
+    from fnnet.precision import MATMUL_PRECISIONS
+
+    check = commands.add_parser(
+        "gradcheck", help="compare manual, autodiff and numerical gradients per parameter",
+        description="The book's chapter-5 gradient check, done properly: for every parameter "
+                    "leaf of the net, the hand-derived gradient against jax.grad of the "
+                    "reference and against central differences (in float64), on real samples. "
+                    "Exits 1 if any leaf is out of tolerance.",
+        formatter_class=common.DefaultsFormatter)
+    flags.add_net_flags(check)
+    check.add_argument("--dataset", choices=DATASETS, default="digits")
+    check.add_argument("--data-dir", type=Path, default=None,
+                       help="directory holding the IDX files (see fnnet train --help)")
+    check.add_argument("--no-download", action="store_true",
+                       help="never download missing MNIST/Fashion-MNIST files")
+    check.add_argument("--batch-size", type=common.positive_int, default=3,
+                       help="number of real training samples in the checked batch")
+    check.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                       help="dtype of params and both backward passes (the numerical "
+                            "reference is always float64)")
+    check.add_argument("--max-entries", type=common.positive_int, default=64,
+                       help="entries per leaf checked numerically (a seeded random subset)")
+    check.add_argument("--seed", type=common.seed, default=0)
+    check.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
+                       help="float32 matmul precision of the three gradients; highest on every "
+                            "device, so GPUs' TF32 does not make correct rules look wrong")
+    check.add_argument("--json", type=Path, default=None, metavar="PATH",
+                       help="also write the report as JSON")
+    check.set_defaults(handler=run_gradcheck)
+
+
+def run_gradcheck(args: argparse.Namespace) -> int:
+    """The handler of ``fnnet gradcheck`` (exit status: 1 when a leaf is out of tolerance)."""
+    from fnnet.data import INPUT_SIZES, NUM_CLASSES
+    from fnnet.gradcheck import gradcheck_model
+    from fnnet.results import environment, write_json
+
+    options = flags.net_options(args)
+    common.check_writable("--json", args.json)
+    if "hidden" in options:
+        # float64 params, two gradients, and the numerical check's 2 x 32 perturbed copies.
+        common.check_memory([INPUT_SIZES[args.dataset], *args.hidden, NUM_CLASSES],
+                            args.batch_size, 8, 70)
+    report = gradcheck_model(
+        net=args.net, dataset=args.dataset, batch_size=args.batch_size, dtype=args.dtype,
+        seed=args.seed, data_dir=None if args.data_dir is None else str(args.data_dir),
+        max_entries=args.max_entries, download=not args.no_download,
+        matmul_precision=args.matmul_precision, **options)
+    shape = (f"{'-'.join(map(str, args.hidden))} hidden, {args.activation}, "
+             if "hidden" in options else "")
+    extras = "".join([", batchnorm" if args.batchnorm else "",
+                      f", dropout {args.dropout} (a fixed key)" if args.dropout else ""])
+    print(f"fnnet gradcheck: {args.net} ({shape}init {args.init}{extras}) on "
+          f"{args.batch_size} {args.dataset} samples, {args.dtype}")
+    print(report.format_table())
+    if args.json is not None:
+        write_json(args.json, {"settings": common.settings(args), "report": report.to_dict(),
+                               "environment": environment()})
+    if not report.ok:
+        print(f"fnnet gradcheck: out of tolerance: {', '.join(report.failures)}",
+              file=sys.stderr)
+        return common.EXIT_FAILURE
+    return 0

@@ -1,0 +1,269 @@
+"""``fnnet train``: train one of the book's nets and report its accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from fnnet.cli import common, flags
+from fnnet.cli.common import EXIT_INTERRUPTED, EXIT_NON_FINITE, UsageError
+
+# Settings that fix the trajectory: a resumed run must agree on them.
+RESUME_KEYS = ("dataset", "net", "hidden", "activation", "init", "batchnorm", "dropout",
+               "weight_decay", "optimizer",
+               "lr", "momentum", "beta1", "beta2", "decay_rate", "batch_size", "sampling",
+               "seed", "precision", "train_size", "validation", "split_seed")
+
+
+def add_parser(commands: Any) -> None:
+    """The ``train`` subcommand on ``commands`` (the subparsers of ``fnnet``)."""
+    from fnnet.precision import MATMUL_PRECISIONS, PRECISIONS
+
+    train = commands.add_parser(
+        "train", help="train a two-layer net or MLP and report accuracy",
+        description="Train the book's two-layer net (or an MLP) with a jit-compiled, scan-fused "
+                    "training loop. Prints one line per epoch (mean loss, train/test accuracy, "
+                    "steps/s) and a final summary.",
+        formatter_class=common.DefaultsFormatter)
+    flags.add_data_flags(train)
+    flags.add_model_flags(train)
+    opt = flags.add_optimizer_flags(train)
+    length = opt.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=common.positive_int, default=None,
+                        help="number of epochs (default 20 when --steps is not given)")
+    length.add_argument("--steps", type=common.positive_int, default=None,
+                        help="number of steps instead (the last epoch may be partial)")
+    opt.add_argument("--seed", type=common.seed, default=0,
+                     help="seeds the init and the batch order")
+    flags.add_split_flags(train)
+    train.add_argument("--split-seed", type=common.seed, default=None,
+                       help="seeds the --validation split (default: --seed); validation "
+                            "accuracy is reported each epoch in place of the test accuracy, "
+                            "and the test set is evaluated once at the end")
+    run = train.add_argument_group("run")
+    run.add_argument("--device", choices=("cpu", "gpu"), default=None,
+                     help="restrict to this kind of device (default: JAX's default device)")
+    run.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="default",
+                     help="float32 matmul precision: default = the backend's (TF32 on NVIDIA "
+                          "GPUs, ~1e-3 relative error), high = bf16x3, highest = full float32 "
+                          "(CPUs: float32 always)")
+    run.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                     help="bf16 = float32 master params and optimiser state, matmuls and "
+                          "activations in bfloat16")
+    scale = train.add_argument_group("many devices and hosts")
+    scale.add_argument("--devices", type=common.device_count, default=None, metavar="N|all",
+                       help="data parallel over N devices (or all): params replicated, each "
+                            "batch split across devices; --batch-size must divide by N")
+    scale.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="multi-host: address of process 0 (jax.distributed.initialize)")
+    scale.add_argument("--num-processes", type=common.positive_int, default=None)
+    scale.add_argument("--process-id", type=int, default=None)
+    scale.add_argument("--distributed-timeout", type=common.positive_int, default=60,
+                       metavar="SECONDS",
+                       help="multi-host: give up joining the coordinator after this long")
+    ckpt = train.add_argument_group("checkpoints")
+    ckpt.add_argument("--checkpoint-dir", type=Path, default=None,
+                      help="save params, optimiser state, RNG key, step and settings here")
+    ckpt.add_argument("--checkpoint-every", type=common.positive_int, default=1, metavar="K",
+                      help="save every K epochs (and at the end, and on Ctrl-C)")
+    ckpt.add_argument("--resume", action="store_true",
+                      help="continue from the newest complete checkpoint in --checkpoint-dir")
+    run.add_argument("--out", type=Path, default=None,
+                     help="write settings, per-epoch history and summary as JSON here")
+    run.add_argument("--plot", type=Path, default=None,
+                     help="write loss and accuracy curves as PNG here (needs matplotlib: "
+                          "pip install 'fnnet[plot]')")
+    run.add_argument("--log-every", type=common.positive_int, default=1, metavar="K",
+                     help="print the per-epoch line every K epochs (and for the last)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-compile-cache", action="store_true",
+                     help="do not use JAX's persistent compilation cache "
+                          "(~/.cache/fnnet/jax, or $FNNET_COMPILE_CACHE)")
+    train.set_defaults(handler=run_train)
+
+
+def epoch_line(record: dict[str, Any], epochs: int, held_out: str = "test") -> str:
+    """One epoch of the log: step, mean loss, train and held-out accuracy, steps/s."""
+    return (f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}  step {record['step']:>6}  "
+            f"loss {record['loss']:.4f}  train acc {record['train_acc']:.4f}  "
+            f"{held_out} acc {record['test_acc']:.4f}  {record['steps_per_s']:,.0f} steps/s")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """The handler of ``fnnet train`` (exit status)."""
+    with contextlib.ExitStack() as held:
+        return _run_training(args, held)
+
+
+def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
+    _start_distributed(args)
+    import jax
+    from tqdm.auto import tqdm
+
+    from fnnet.data import load_dataset
+    from fnnet.precision import with_precision
+    from fnnet.results import environment, write_json
+    from fnnet.train import NonFiniteLossError, epoch_plan, fit
+
+    options = flags.net_options(args)
+    optimizer = flags.optimizer_from_args(args)
+    device = common.select_device(args.device)
+    if args.devices is not None and device is not None:
+        raise UsageError("give --device or --devices, not both")
+    if args.resume and args.checkpoint_dir is None:
+        raise UsageError("--resume needs --checkpoint-dir")
+    if args.plot is not None:
+        common.require_matplotlib()
+    common.check_writable("--out", args.out)
+    common.check_writable("--plot", args.plot)
+    common.check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
+    if args.checkpoint_dir is not None and jax.process_index() == 0:
+        from fnnet.checkpoint import lock_directory
+
+        held.enter_context(lock_directory(args.checkpoint_dir))  # until training has ended
+    if not args.no_compile_cache:
+        common.enable_compile_cache()
+    data = flags.data_for_net(args.net, load_dataset(args.dataset, data_dir=args.data_dir,
+                                                     download=not args.no_download,
+                                                     progress=not args.no_progress))
+    data, test_set = flags.held_out_split(args, data)
+    if args.batch_size > len(data.x_train):
+        raise UsageError(f"--batch-size {args.batch_size} is larger than the {args.dataset} "
+                         f"training set ({len(data.x_train)} examples)")
+    if args.epochs is None and args.steps is None:
+        args.epochs = 20
+    plan = epoch_plan(len(data.x_train), args.batch_size, epochs=args.epochs, steps=args.steps)
+    settings = common.settings(args)
+    if "hidden" in options:  # the MLPs' size is the user's to choose (conv nets: the book's)
+        common.check_memory([data.x_train.shape[1], *args.hidden, data.num_classes],
+                            max(args.batch_size, min(1000, len(data.x_train))), 4, 6, device)
+    if args.resume:
+        _check_resume_settings(args.checkpoint_dir, settings)
+    net = with_precision(flags.model_from_args(args, data, options), args.precision)
+    init_key, data_key = jax.random.split(jax.random.key(args.seed))
+    where = (f"{len(jax.devices()) if args.devices == 'all' else args.devices} devices"
+             if args.devices is not None else (device or jax.devices()[0]).platform)
+    sizes = (f"{len(data.x_train)} train / {len(data.x_test)} test" if test_set is None else
+             f"{len(data.x_train)} train / {len(data.x_test)} validation / {len(test_set[0])} test")
+    print(f"fnnet train: {args.dataset} ({sizes}), {flags.net_line(args, data)}, "
+          f"grads={args.grads}, optimizer={args.optimizer} lr={args.lr}, batch "
+          f"{args.batch_size}, {sum(plan)} steps on {where} ({args.precision})", flush=True)
+    print(common.data_line(data.files), flush=True)
+    records: list[dict[str, Any]] = []
+
+    def report(record: dict[str, Any]) -> None:
+        records.append(record)
+        if record["epoch"] % args.log_every == 0 or record["epoch"] == len(plan):
+            tqdm.write(epoch_line(record, len(plan), "test" if test_set is None else "val"))
+
+    def write_outputs(status: str, summary: dict[str, Any] | None, history: dict[str, Any],
+                      error: str | None = None) -> None:
+        if test_set is not None:  # fit's "test" set was the validation set
+            history = {k.replace("test_", "val_"): v for k, v in history.items()}
+        if args.out is not None and jax.process_index() == 0:
+            write_json(args.out, {"status": status, "error": error, "settings": settings,
+                                  "data": {"files": list(data.files)}, "summary": summary,
+                                  "history": history, "environment": environment()})
+
+    def partial_history() -> dict[str, Any]:
+        return {name: [r[name] for r in records] for name in records[0]} if records else {}
+
+    try:
+        params, history = fit(
+            net, net.init(init_key), data, optimizer=optimizer,
+            key=data_key, batch_size=args.batch_size, epochs=args.epochs if args.steps is None
+            else None, steps=args.steps, sampling=args.sampling, device=device,
+            devices=args.devices, checkpoint_dir=args.checkpoint_dir,
+            checkpoint_every=args.checkpoint_every, resume=args.resume, settings=settings,
+            progress=not args.no_progress, on_epoch=report,
+            matmul_precision=args.matmul_precision)
+    except NonFiniteLossError as error:
+        print(f"fnnet train: error: {error}", file=sys.stderr)
+        write_outputs("diverged", None, partial_history(), str(error))
+        return EXIT_NON_FINITE
+    except KeyboardInterrupt:
+        saved = f"; checkpoint in {args.checkpoint_dir}" if args.checkpoint_dir else ""
+        print(f"fnnet train: interrupted{saved}", file=sys.stderr)
+        write_outputs("interrupted", None, partial_history())
+        return EXIT_INTERRUPTED
+    if not history.epoch:
+        print(f"done: the checkpoint in {args.checkpoint_dir} already covers all "
+              f"{sum(plan)} steps")
+        write_outputs("already-complete", None, history.to_dict())
+        return 0
+    last = history.last()
+    summary = {
+        "test_acc": last["test_acc"], "train_acc": last["train_acc"],
+        "test_loss": last["test_loss"], "steps": last["step"], "epochs": last["epoch"],
+        "train_s": last["wall_s"], "compile_s": history.compile_s,
+        "steps_per_s": (last["step"] - history.start_step) / last["wall_s"],
+    }
+    if test_set is not None:
+        from fnnet.train import evaluate
+
+        summary["val_acc"], summary["val_loss"] = summary["test_acc"], summary["test_loss"]
+        summary["test_loss"], summary["test_acc"] = evaluate(net, params, *test_set,
+                                                             state=history.state)
+        print(f"validation accuracy {summary['val_acc']:.4f}")
+    print(f"done: {summary['steps']} steps, {summary['train_s']:.2f} s training "
+          f"({summary['steps_per_s']:,.0f} steps/s; compile {summary['compile_s']:.2f} s); "
+          f"test accuracy {summary['test_acc']:.4f}, train accuracy {summary['train_acc']:.4f}")
+    if jax.process_index() != 0:
+        return 0
+    write_outputs("complete", summary, history.to_dict())
+    if args.plot is not None:
+        from fnnet.plots import plot_history
+
+        plot_history(history, args.plot, title=f"{args.dataset}, {args.net}, {args.grads}")
+    return 0
+
+
+def _check_resume_settings(directory: Path, settings: dict[str, Any]) -> None:
+    from fnnet import checkpoint
+
+    for path in reversed(checkpoint.list_checkpoints(directory)):
+        try:
+            saved = checkpoint.read_settings(path)
+            break
+        except checkpoint.CheckpointError:
+            continue  # corrupt: fit's restore_latest reports it and falls back too
+    else:
+        return
+    changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} → {settings[k]!r}"
+               for k in RESUME_KEYS if saved.get(k) != settings[k]]
+    if changed:
+        raise UsageError(f"--resume: {path} was written with other settings ("
+                         f"{'; '.join(changed)}); use them or another --checkpoint-dir")
+
+
+def _check_coordinator(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"--coordinator {address}: expected HOST:PORT with a port in "
+                         f"1..65535 (e.g. host0:1234)")
+
+
+def _start_distributed(args: argparse.Namespace) -> None:
+    multi = (args.coordinator, args.num_processes, args.process_id)
+    if all(v is None for v in multi):
+        return
+    if any(v is None for v in multi):
+        raise UsageError("multi-host needs all of --coordinator, --num-processes, --process-id")
+    _check_coordinator(args.coordinator)
+    if not 0 <= args.process_id < args.num_processes:
+        raise UsageError(f"--process-id {args.process_id}: must be in [0, "
+                         f"{args.num_processes}) for --num-processes {args.num_processes}")
+    from fnnet.parallel import DistributedError, initialize_distributed
+
+    print(f"fnnet train: process {args.process_id} of {args.num_processes}: waiting up to "
+          f"{args.distributed_timeout} s for the coordinator {args.coordinator}", flush=True)
+    try:
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                               timeout_s=args.distributed_timeout)
+    except DistributedError as error:
+        raise common.JoinError(str(error)) from None
+    if args.devices is None:
+        args.devices = "all"
