@@ -10,7 +10,13 @@
 
 from fnnet.check.layer import check_layer
 from fnnet.check.layer_report import LayerReport, Problem
-from fnnet.check.load import LayerSpecError, check_layer_main, load_layer_class
+from fnnet.check.load import (
+    LayerSpecError,
+    build_layer,
+    check_layer_file,
+    check_layer_main,
+    load_layer_class,
+)
 from fnnet.check.rule import check_rule
 from fnnet.check.rule_report import RuleCase, RuleReport, StructuralCheck
 
@@ -21,7 +27,9 @@ __all__ = [
     "RuleCase",
     "RuleReport",
     "StructuralCheck",
+    "build_layer",
     "check_layer",
+    "check_layer_file",
     "check_layer_main",
     "check_rule",
     "load_layer_class",

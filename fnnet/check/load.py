@@ -20,7 +20,8 @@ import numpy as np
 from fnnet._load import SpecError, load_attribute
 from fnnet.check.known import KNOWN_LAYERS, match_known
 
-__all__ = ["LayerSpecError", "build_layer", "check_layer_main", "load_layer_class"]
+__all__ = ["LayerSpecError", "build_layer", "check_layer_file", "check_layer_main",
+           "load_layer_class"]
 
 
 class LayerSpecError(SpecError):
@@ -105,18 +106,29 @@ _LABEL_NAMES = ("t", "label", "labels", "target", "targets", "y_true")
 ``[0, shape[-1])`` are passed, or one-hot rows)."""
 
 
+def check_layer_file(spec: str, *, name: str | None = None,
+                     shape: Sequence[int] | None = None, labels: str = "int", seed: int = 0,
+                     trials: bool = True) -> Any:
+    """Load, build and check the layer class of ``FILE.py:CLASS``
+    (:func:`load_layer_class`, :func:`build_layer`, :func:`fnnet.check_layer`); the
+    :class:`~fnnet.check.layer_report.LayerReport`. ``name``: check it as that book class."""
+    from fnnet.check.layer import check_layer
+
+    if name is not None and match_known(name) is None:
+        raise LayerSpecError(f"the class to check as must be one of the book's classes fnnet "
+                             f"knows ({', '.join(KNOWN_LAYERS)}); got {name!r}")
+    cls = load_layer_class(spec)
+    layer, inputs = build_layer(cls, name=name, seed=seed, shape=shape, labels=labels)
+    return check_layer(layer, *inputs, name=name, seed=seed, trials=trials)
+
+
 def check_layer_main(spec: str, *, name: str | None = None, shape: Sequence[int] | None = None,
                      labels: str = "int", seed: int = 0, trials: bool = True,
                      print_fn: Callable[[str], Any] = print) -> int:
-    """Load, build and check the layer class of ``FILE.py:CLASS``; print the report.
-
-    Returns 0 when every check passes (warnings allowed), 1 otherwise. A spec that names no
-    usable class raises :class:`LayerSpecError` (the CLI's usage error, exit 2).
-    """
-    from fnnet.check.layer import check_layer
-
-    cls = load_layer_class(spec)
-    layer, inputs = build_layer(cls, name=name, seed=seed, shape=shape, labels=labels)
-    report = check_layer(layer, *inputs, name=name, seed=seed, trials=trials)
+    """:func:`check_layer_file` with the report printed: 0 when every check passes
+    (warnings allowed), 1 otherwise. A spec that names no usable class raises
+    :class:`LayerSpecError` (the CLI's usage error, exit 2)."""
+    report = check_layer_file(spec, name=name, shape=shape, labels=labels, seed=seed,
+                              trials=trials)
     print_fn(report.format_table())
     return 0 if report.ok else 1
