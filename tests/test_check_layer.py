@@ -187,13 +187,18 @@ def test_check_layer_main_returns_0_when_all_pass_1_otherwise():
     assert "a class count fixed at 10" in printed[1]
 
 
-def test_check_layer_main_builds_unknown_classes_without_arguments_only():
+def test_check_layer_main_builds_unknown_classes_without_arguments_only(tmp_path):
     printed = []
     assert check_layer_main(f"{TESTS / 'book_layers.py'}:MulLayer", shape=(2, 3),
                             print_fn=printed.append) == 0
-    with pytest.raises(LayerSpecError, match="needs constructor arguments"):
-        check_layer_main(f"{TESTS / 'buggy_layers.py'}:AffineTransposedDW", name="Mine",
-                         print_fn=printed.append)
+    source = tmp_path / "scale.py"
+    source.write_text("class Scale:\n    def __init__(self, c):\n        self.c = c\n"
+                      "    def forward(self, x):\n        return self.c * x\n"
+                      "    def backward(self, dout):\n        return self.c * dout\n")
+    with pytest.raises(LayerSpecError, match=r"needs constructor arguments \('c',\)"):
+        check_layer_main(f"{source}:Scale", print_fn=printed.append)
+    with pytest.raises(LayerSpecError, match="must be one of the book's classes fnnet knows"):
+        check_layer_main(f"{source}:Scale", name="Mine", print_fn=printed.append)
 
 
 def test_exported_lazily_from_fnnet():

@@ -184,3 +184,14 @@ def test_parse_arg_reads_numbers_and_lists():
     assert fg.parse_arg("t=[0, 2]")[1].dtype == jnp.int32
     with pytest.raises(GraphSpecError, match="NAME=VALUE"):
         fg.parse_arg("x=ones(3)")
+
+
+def test_the_readme_figures_script_draws_both_graphs(tmp_path, monkeypatch):
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "experiments"))
+    written = importlib.import_module("draw_graphs").main(["--out-dir", str(tmp_path),
+                                                           "--format", "dot"])
+    assert [p.name for p in written] == ["graph_apple.dot", "graph_two_layer.dot"]
+    assert "Softmax\\nwith Loss" in written[1].read_text()
