@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from fnnet.graph.examples import EXAMPLES, Example
+from fnnet.graph.layout import format_array, layout
 from fnnet.graph.main import graph_main, parse_arg
-from fnnet.graph.render import FORMATS, format_array, layout, render, to_dot
+from fnnet.graph.render import FORMATS, render, to_dot
 from fnnet.graph.trace import Edge, Graph, Node, name, trace_graph
 
 __all__ = ["EXAMPLES", "FORMATS", "Edge", "Example", "Graph", "Node", "draw", "example",

@@ -136,7 +136,7 @@ class Graph:
 
     def format_table(self) -> str:
         """One line per edge: ``source → target  name  value  (grad …)``."""
-        from fnnet.graph.render import format_array
+        from fnnet.graph.layout import format_array
 
         lines = []
         for e in self.edges:
