@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -60,7 +61,7 @@ from fnnet.check.rule_core import (
     _Setup,
     _vmap_case,
 )
-from fnnet.check.rule_report import RuleReport, StructuralCheck
+from fnnet.check.rule_report import RuleCase, RuleReport, StructuralCheck
 
 __all__ = ["MODES", "check_rule"]
 
@@ -92,6 +93,53 @@ def _name(fn: Callable) -> str:
     inner = getattr(fn, "fun", None) if isinstance(fn, jax.custom_vjp) else None
     base = inner if inner is not None else getattr(fn, "func", fn)  # functools.partial
     return getattr(base, "__qualname__", None) or getattr(base, "__name__", None) or repr(fn)
+
+
+@dataclass(frozen=True)
+class _DtypeRun:
+    """The cases of one dtype, and what the structural checks read: the probe at the example
+    arguments (or the check saying it raised), those arguments and their cotangent."""
+
+    dtype: str
+    cases: tuple[RuleCase, ...]
+    probe: dict | None
+    failed_probe: StructuralCheck | None
+    args: tuple
+    cot: Any
+
+
+def _run_dtype(setup: _Setup, dtype: str, sets: Sequence[tuple[str, tuple]],
+               stack: Sequence[tuple], modes: Sequence[str], numerical: bool,
+               rng: np.random.Generator) -> _DtypeRun:
+    """Every case of ``dtype``: each argument set eagerly and under ``jit`` (with the
+    numerical comparison), then the ``vmap`` stack."""
+    sig, f = setup.sig, setup.f
+    typed = [(label, cast_args(a, dtype)) for label, a in sets]
+    try:
+        shapes = jax.eval_shape(lambda *a: sig.call(f, sig.diff_values(a), sig.traced_values(a)),
+                                *typed[0][1])
+    except Exception as e:
+        raise TypeError(f"check_rule: f raised on the example arguments in {dtype}: "
+                        f"{_error(e)}") from e
+    cots = [_cotangent(rng, shapes) for _ in typed]
+    probe, failed = None, None
+    try:
+        probe = jax.jit(functools.partial(_probe, f, setup.reference, sig))(
+            sig.diff_values(typed[0][1]), sig.traced_values(typed[0][1]), cots[0])
+    except Exception as e:
+        failed = StructuralCheck(f"structure ({dtype})", False, f"forward, dtype and linearity "
+                                                               f"checks not run: {_error(e)}")
+    cases = []
+    for (label, args), cot in zip(typed, cots, strict=True):
+        if "eager" in modes:
+            cases.append(_eager_case(setup, dtype, label, args, cot))
+        if "jit" in modes or numerical:
+            cases.append(_jit_case(setup, dtype, label, args, cot, numerical))
+    if "vmap" in modes:
+        stacked = [cast_args(a, dtype) for a in stack]
+        cases.append(_vmap_case(setup, dtype, stacked, [_cotangent(rng, shapes)
+                                                        for _ in stacked]))
+    return _DtypeRun(dtype, tuple(cases), probe, failed, typed[0][1], cots[0])
 
 
 def check_rule(
@@ -174,52 +222,28 @@ def check_rule(
     with jax.enable_x64(True), fnnet_precision.matmul_precision(matmul_precision):
         stack = [a for _, a in sets][:vmap_size]
         stack += [draw() for _ in range(vmap_size - len(stack))] if "vmap" in modes else []
-        cases, probes, args_by_dtype, cots, extra = [], {}, {}, {}, []
-        for dtype in dtypes:
-            typed = [(label, cast_args(a, dtype)) for label, a in sets]
-            try:
-                shapes = jax.eval_shape(lambda *a: sig.call(f, sig.diff_values(a),
-                                                            sig.traced_values(a)), *typed[0][1])
-            except Exception as e:
-                raise TypeError(f"check_rule: f raised on the example arguments in {dtype}: "
-                                f"{_error(e)}") from e
-            set_cots = [_cotangent(rng, shapes) for _ in typed]
-            args_by_dtype[dtype], cots[dtype] = typed[0][1], set_cots[0]
-            try:
-                probes[dtype] = jax.jit(functools.partial(_probe, f, reference, sig))(
-                    sig.diff_values(typed[0][1]), sig.traced_values(typed[0][1]), set_cots[0])
-            except Exception as e:
-                extra.append(StructuralCheck(f"structure ({dtype})", False,
-                                             f"forward, dtype and linearity checks not run: "
-                                             f"{_error(e)}"))
-            for (label, args), cot in zip(typed, set_cots, strict=True):
-                if "eager" in modes:
-                    cases.append(_eager_case(setup, dtype, label, args, cot))
-                if "jit" in modes or numerical:
-                    cases.append(_jit_case(setup, dtype, label, args, cot, numerical))
-            if "vmap" in modes:
-                stacked = [cast_args(a, dtype) for a in stack]
-                cases.append(_vmap_case(setup, dtype, stacked,
-                                        [_cotangent(rng, shapes) for _ in stacked]))
-        checks = list(extra)
+        runs = [_run_dtype(setup, dtype, sets, stack, modes, numerical, rng) for dtype in dtypes]
+        cases = [case for run in runs for case in run.cases]
+        probes = {run.dtype: run.probe for run in runs if run.probe is not None}
+        args_by_dtype = {run.dtype: run.args for run in runs}
+        cots = {run.dtype: run.cot for run in runs}
+        checks = [run.failed_probe for run in runs if run.failed_probe is not None]
+        ignoring: set[str] = set()
+        lin_dtype = "float64" if "float64" in args_by_dtype else dtypes[-1]
         if probes:
-            checks.append(_forward_check(probes))
-            checks.append(_dtype_check(sig, args_by_dtype, probes))
-            lin_dtype = "float64" if "float64" in probes else next(iter(probes))
+            lin_dtype = lin_dtype if lin_dtype in probes else next(iter(probes))
             linearity, ignoring = _linearity_check(sig, lin_dtype, probes[lin_dtype])
-            checks.append(linearity)
-        else:
-            lin_dtype, ignoring = dtypes[-1], set()
+            checks += [_forward_check(probes), _dtype_check(sig, args_by_dtype, probes),
+                       linearity]
         bwd_check, shape_words = _bwd_shape_check(setup, args_by_dtype[lin_dtype],
                                                   cots[lin_dtype], probes.get(lin_dtype))
-        if bwd_check is not None:
-            checks.append(bwd_check)
-        for k, args in enumerate(extremes, start=1):
-            checks.append(_extreme_check(setup, k, tuple(args), rng))
+        checks += [bwd_check] if bwd_check is not None else []
+        checks += [_extreme_check(setup, k, tuple(args), rng)
+                   for k, args in enumerate(extremes, start=1)]
         diagnoses = _diagnoses(setup, cases, probes, args_by_dtype, cots, ignoring, shape_words)
     notes = []
-    if any(c.mode == "jit" and c.leaves and c.leaves[0].numerical is not None
-           and c.leaves[0].numerical.skipped for c in cases):
+    if any(leaf.numerical is not None and leaf.numerical.skipped
+           for case in cases for leaf in case.leaves):
         notes.append("some entries were not comparable numerically (the central difference "
                      "crosses a kink, e.g. a ReLU input near 0): left out, not failed")
     return RuleReport(_name(f), _name(reference), sig.diff_names, tuple(cases), tuple(checks),
