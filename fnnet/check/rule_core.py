@@ -15,7 +15,14 @@ import numpy as np
 
 from fnnet.check.args import Signature, stack_args
 from fnnet.check.rule_report import RuleCase
-from fnnet.gradcheck import FLOORS, RTOL_AUTODIFF, LeafReport, _compare, compare_grads
+from fnnet.gradcheck import (
+    FLOORS,
+    RTOL_AUTODIFF,
+    RTOL_NUMERICAL,
+    LeafReport,
+    _compare,
+    compare_grads,
+)
 
 # --- the functions under comparison ----------------------------------------------------------
 
@@ -102,19 +109,55 @@ class _Setup:
         return float(self.atol[0] if isinstance(self.atol, tuple) else self.atol)
 
 
+def reference_rounding(setup: _Setup, dtype: str) -> Callable[[tuple, Any], float] | None:
+    """For a dtype below float64, ``error(args, cot)``: how far the reference's own VJP in
+    ``dtype`` is from its float64 VJP at these arguments (max rel, with the floor) — its
+    rounding, which ill-conditioned inputs (a variance over two close samples) make large.
+    A rule is held to the default tolerance or to 4× that, whichever is larger: it need not
+    be more accurate than autodiff of the reference. ``None`` for float64 (or a given rtol)."""
+    if dtype == "float64" or setup.rtol is not None:
+        return None
+    sig = setup.sig
+
+    def both(diff: tuple, traced: tuple, cot: Any):
+        out, low = _vjp(setup.reference, sig, diff, traced, cot)
+        wide = jax.tree.map(lambda x: x.astype(jnp.float64), (diff, cot))
+        return out, low, _vjp(setup.reference, sig, *wide[:1], traced, wide[1])[1]
+
+    compiled = jax.jit(both)
+
+    def error(args: tuple, cot: Any) -> float:
+        out, low, high = compiled(sig.diff_values(args), sig.traced_values(args), cot)
+        floor = _floor(dtype, float(_inner(out, cot)))
+        return max((_compare(np.asarray(lo, np.float64).reshape(-1),
+                             np.asarray(hi, np.float64).reshape(-1), floor, 0.0, 0.0).max_rel
+                    for lo, hi in zip(low, high, strict=True)), default=0.0)
+
+    return error
+
+
+def widened(setup: _Setup, dtype: str, rounding: float) -> tuple[float, float] | None:
+    """``(reference, numerical)`` tolerances widened to 4× the reference's own rounding
+    (see :func:`reference_rounding`), or ``None`` when the defaults stand."""
+    if setup.rtol is not None or not 4 * rounding > RTOL_AUTODIFF[dtype]:
+        return None
+    return (4 * rounding, max(RTOL_NUMERICAL[(dtype, "float64")], 4 * rounding))
+
+
 def _leaf_reports(setup: _Setup, dtype: str, got: Sequence[Any], expected: Sequence[Any],
-                  loss: float) -> tuple[LeafReport, ...]:
+                  loss: float, rtol: float | None = None) -> tuple[LeafReport, ...]:
     floor = _floor(dtype, loss)
     reports = []
     for name, a, b in zip(setup.sig.diff_names, got, expected, strict=True):
         a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
         comparison = _compare(a64.reshape(-1), b64.reshape(-1), floor,
-                              setup.rtol_reference(dtype), setup.atol_reference())
+                              rtol or setup.rtol_reference(dtype), setup.atol_reference())
         reports.append(LeafReport(name, tuple(np.shape(b)), dtype, floor, comparison, None))
     return tuple(reports)
 
 
-def _eager_case(setup: _Setup, dtype: str, label: str, args: tuple, cot: Any) -> RuleCase:
+def _eager_case(setup: _Setup, dtype: str, label: str, args: tuple, cot: Any,
+                rtol: tuple[float, float] | None = None) -> RuleCase:
     sig = setup.sig
     try:
         out, got = _vjp(setup.f, sig, sig.diff_values(args), sig.traced_values(args), cot)
@@ -123,18 +166,20 @@ def _eager_case(setup: _Setup, dtype: str, label: str, args: tuple, cot: Any) ->
     except Exception as e:  # the user's code: report, do not crash the check
         return RuleCase(dtype, label, "eager", error=_error(e))
     loss = float(_inner(out, cot))
-    return RuleCase(dtype, label, "eager", _leaf_reports(setup, dtype, got, expected, loss))
+    return RuleCase(dtype, label, "eager", _leaf_reports(setup, dtype, got, expected, loss,
+                                                         rtol[0] if rtol else None))
 
 
 def _jit_case(setup: _Setup, dtype: str, label: str, args: tuple, cot: Any,
-              numerical: bool) -> RuleCase:
+              numerical: bool, rtol: tuple[float, float] | None = None) -> RuleCase:
     """Rule vs reference under ``jit`` and vs numerical: :func:`compare_grads` of the two
     cotangent losses (it compiles both gradients into one program)."""
     sig = setup.sig
     params = dict(zip(sig.diff_names, sig.diff_values(args), strict=True))
     try:
         report = compare_grads(_CotangentLoss(setup.f, sig), _CotangentLoss(setup.reference, sig),
-                               params, sig.traced_values(args), cot, rtol=setup.rtol,
+                               params, sig.traced_values(args), cot,
+                               rtol=rtol if rtol is not None else setup.rtol,
                                atol=setup.atol, numerical=numerical,
                                max_entries=setup.max_entries, seed=setup.seed,
                                matmul_precision=setup.matmul_precision)
@@ -144,7 +189,8 @@ def _jit_case(setup: _Setup, dtype: str, label: str, args: tuple, cot: Any,
     return RuleCase(dtype, label, "jit", leaves)
 
 
-def _vmap_case(setup: _Setup, dtype: str, sets: Sequence[tuple], cots: Sequence[Any]) -> RuleCase:
+def _vmap_case(setup: _Setup, dtype: str, sets: Sequence[tuple], cots: Sequence[Any],
+               rtol: tuple[float, float] | None = None) -> RuleCase:
     """Rule vs reference, both under ``jit(vmap(...))`` over ``len(sets)`` stacked sets."""
     sig = setup.sig
     label = f"{len(sets)} stacked"
@@ -161,4 +207,5 @@ def _vmap_case(setup: _Setup, dtype: str, sets: Sequence[tuple], cots: Sequence[
         return RuleCase(dtype, label, "vmap", error=_error(e))
     losses = jax.vmap(_inner)(out, cot)
     loss = float(np.max(np.abs(np.asarray(losses, np.float64))))
-    return RuleCase(dtype, label, "vmap", _leaf_reports(setup, dtype, got, expected, loss))
+    return RuleCase(dtype, label, "vmap", _leaf_reports(setup, dtype, got, expected, loss,
+                                                        rtol[0] if rtol else None))
