@@ -20,6 +20,16 @@ def as_float_array(op: str, name: str, value: object) -> jax.Array:
     return array
 
 
+def as_int_array(op: str, name: str, value: object) -> jax.Array:
+    """Return ``value`` as a JAX array, raising ``TypeError`` unless its dtype is integer
+    (indices and class labels; ``bool`` is not an integer here)."""
+    array = jnp.asarray(value)
+    if not jnp.issubdtype(array.dtype, jnp.integer):
+        raise TypeError(f"{op}: {name} must have an integer dtype (int32/int64/uint8/...); "
+                        f"got {array.dtype}")
+    return array
+
+
 def check_ndim(op: str, name: str, array: jax.Array, ndim: int, meaning: str) -> None:
     """Raise ``ValueError`` unless ``array.ndim == ndim``; ``meaning`` describes the axes."""
     if array.ndim != ndim:

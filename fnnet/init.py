@@ -14,12 +14,20 @@ fnnet takes a ``weight_init``. The book's chapter-6 presets:
 
 Fan-in: a weight matrix is ``(fan_in, fan_out)``, so ``fan_in = shape[0]``; a convolution
 kernel is ``(FN, C, FH, FW)`` (the book's layout), so ``fan_in = C·FH·FW``.
+
+Compiling: XLA compiles each ``jax.random.normal`` of a program on its own, and on a CPU that
+costs ~0.5 s per draw (a deep net's init took seconds). :func:`draws_as_one` runs an init so
+that every draw of these presets becomes one vmapped draw, with the same values.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,19 +52,113 @@ def fan_in(shape: tuple[int, ...]) -> int:
     return shape[0] if len(shape) == 2 else math.prod(shape[1:])
 
 
+# --- one draw for a whole init ---------------------------------------------------------------
+
+_DRAW: contextvars.ContextVar[Callable | None] = contextvars.ContextVar("fnnet_draw",
+                                                                       default=None)
+
+
+def standard_normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """``jax.random.normal(key, shape, dtype)``; inside :func:`draws_as_one` one slice of the
+    init's single batched draw (the same values)."""
+    draw = _DRAW.get()
+    if draw is None:
+        return jax.random.normal(key, shape, dtype)
+    return draw(key, tuple(shape), jnp.dtype(dtype))
+
+
+@contextlib.contextmanager
+def _drawing(draw: Callable) -> Iterator[None]:
+    token = _DRAW.set(draw)
+    try:
+        yield
+    finally:
+        _DRAW.reset(token)
+
+
+def _prefix_property_holds(keys: list[jax.Array]) -> bool:
+    """Whether ``normal(key, shape)`` equals the first ``prod(shape)`` values of
+    ``normal(key, (M,))``: true of JAX's partitionable threefry (its default since 0.5),
+    whose counters are the flat index; false of the older threefry and other generators."""
+    if not jax.config.jax_threefry_partitionable:
+        return False
+    for key in keys:
+        typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        name = str(jax.random.key_impl(key)) if typed else jax.config.jax_default_prng_impl
+        if "threefry" not in name:
+            return False
+    return True
+
+
+def _batched(requests: list[tuple[jax.Array, tuple[int, ...], jnp.dtype]]) -> list[jax.Array]:
+    """The draws of ``requests`` as one ``vmap``-ed draw per dtype (each key draws the longest
+    request's size; every request takes its prefix)."""
+    values: list[jax.Array | None] = [None] * len(requests)
+    for dtype in dict.fromkeys(dtype for _, _, dtype in requests):
+        mine = [i for i, (_, _, d) in enumerate(requests) if d == dtype]
+        size = max(math.prod(requests[i][1]) for i in mine)
+        keys = jnp.stack([requests[i][0] for i in mine])
+        flat = jax.vmap(partial(jax.random.normal, shape=(size,), dtype=dtype))(keys)
+        for row, i in enumerate(mine):
+            shape = requests[i][1]
+            values[i] = flat[row, :math.prod(shape)].reshape(shape)
+    return values  # type: ignore[return-value]
+
+
+def draws_as_one(init: Callable[..., Any]) -> Callable[..., Any]:
+    """``init`` (e.g. ``key -> params``), with every :func:`standard_normal` draw it makes
+    computed by one vmapped draw: the same values, one random-number kernel to compile
+    instead of one per weight. Meant to run under ``jax.jit``.
+
+    It traces ``init`` twice: once to collect the draws (keys and shapes), once to build the
+    result from their batched values. ``init`` must make the same draws, in the same order,
+    both times (any pure init does). Draws by other means (``jax.random`` called directly, a
+    user's initializer) are left as they are. Where the batched values would differ (a
+    generator other than partitionable threefry) the draws are made one by one.
+    """
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        requests: list[tuple[jax.Array, tuple[int, ...], jnp.dtype]] = []
+
+        def record(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
+            requests.append((key, shape, dtype))
+            return jnp.zeros(shape, dtype)
+
+        with _drawing(record):
+            init(*args, **kwargs)  # discovers the draws; its result is dead code
+        if not requests or not _prefix_property_holds([key for key, _, _ in requests]):
+            return init(*args, **kwargs)
+        values = iter(_batched(requests))
+
+        def replay(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
+            value = next(values, None)
+            if value is None or value.shape != shape or value.dtype != dtype:
+                raise RuntimeError("draws_as_one: the init made other draws the second time; "
+                                   "it must be pure (same draws, same order)")
+            return value
+
+        with _drawing(replay):
+            return init(*args, **kwargs)
+
+    return run
+
+
+# --- the presets ----------------------------------------------------------------------------
+
+
 def normal(std: float = BOOK_STD) -> Initializer:
     """``W ~ N(0, std²)``; the book's two-layer net uses ``std = 0.01`` (:data:`book_normal`)."""
     std = check_positive("std", std)
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-        return std * jax.random.normal(key, shape, dtype)
+        return std * standard_normal(key, shape, dtype)
 
     return init
 
 
 def _scaled_by_fan_in(gain: float, name: str) -> Initializer:
     def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-        return math.sqrt(gain / fan_in(shape)) * jax.random.normal(key, shape, dtype)
+        return math.sqrt(gain / fan_in(shape)) * standard_normal(key, shape, dtype)
 
     init.__name__ = init.__qualname__ = name
     return init

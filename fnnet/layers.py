@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from fnnet import autodiff, manual
 from fnnet._checks import check_fraction, check_int, check_non_negative
-from fnnet.init import Initializer, resolve
+from fnnet.init import Initializer, draws_as_one, resolve
 from fnnet.ops.norm import batch_norm_statistics
 from fnnet.optim import weight_decay_penalty
 
@@ -66,7 +66,13 @@ class Model(NamedTuple):
     * ``loss_and_state(params, state, x, t, *, key=None) -> (loss, new_state)``: the training
       loss and the updated state, for ``jax.value_and_grad(..., has_aux=True)``;
     * ``accuracy(params, x, t, *, state=None) -> scalar``: fraction of argmax hits, eval mode;
-    * ``input_shape``, ``output_shape``: one example's shapes (no batch axis).
+    * ``input_shape``, ``output_shape``: one example's shapes (no batch axis); the last axis
+      of ``output_shape`` is the classes, so integer labels are ``(N, *output_shape[:-1])``;
+    * ``input_range``: None for floating inputs; ``V`` for integer inputs (word ids) in
+      ``[0, V)``.
+
+    The models of the sequel (word2vec, seq2seq) are Models too: their ``accuracy`` is what
+    the book scores them by.
     """
 
     init: Callable[[jax.Array], Params]
@@ -77,6 +83,7 @@ class Model(NamedTuple):
     accuracy: Callable[..., jax.Array]
     input_shape: Shape
     output_shape: Shape
+    input_range: int | None = None
 
 
 def ops_for(grads: str) -> ModuleType:
@@ -339,12 +346,16 @@ def classifier(network: Layer, input_shape: Shape, *, grads: str = "manual",
     output_shape = output_shape_of(network, input_shape)
     ops = ops_for(grads)
 
+    # One compiled program each: the init's draws as one batched draw (fnnet.init.draws_as_one);
+    # the state's initial values never depend on the key, and jit drops the unused params.
+    init_params = jax.jit(draws_as_one(lambda key: network.init(key, input_shape)[1]))
+    initial_state = jax.jit(lambda: network.init(jax.random.key(0), input_shape)[2])
+
     def init(key: jax.Array) -> Params:
-        return network.init(key, input_shape)[1]
+        return init_params(key)
 
     def init_state() -> State:
-        # The state's initial values never depend on the key; jit drops the unused params.
-        return jax.jit(lambda: network.init(jax.random.key(0), input_shape)[2])()
+        return initial_state()
 
     def apply(params: Params, x: jax.Array, *, state: State | None = None,
               key: jax.Array | None = None, train: bool = False) -> jax.Array:

@@ -38,6 +38,7 @@ def test_train_prints_epochs_and_summary_and_writes_json_and_plot(tmp_path, caps
 
 @pytest.mark.parametrize(("optimizer", "flags", "lr"), [
     ("adam", ["--beta1", "0.8"], 0.001), ("optax-momentum", [], 0.01), ("rmsprop", [], 0.01),
+    ("nesterov", ["--nesterov-form", "dlfs2"], 0.01),
 ])
 def test_book_optimizers_and_weight_decay_train_and_are_recorded(optimizer, flags, lr, tmp_path,
                                                                  capsys):
@@ -49,7 +50,8 @@ def test_book_optimizers_and_weight_decay_train_and_are_recorded(optimizer, flag
     settings = json.loads(out.read_text())["settings"]
     assert settings["lr"] == lr and settings["weight_decay"] == 0.01
     assert settings["matmul_precision"] == "default"
-    assert settings["beta1"] == (0.8 if flags else None)
+    assert settings["beta1"] == (0.8 if optimizer == "adam" else None)
+    assert settings["nesterov_form"] == ("dlfs2" if optimizer == "nesterov" else None)
 
 
 def test_mlp_with_autodiff_and_optax_and_steps(capsys):
@@ -75,6 +77,10 @@ def test_mlp_with_autodiff_and_optax_and_steps(capsys):
     (["--optimizer", "momentum", "--beta1", "0.5"],
      "--beta1 does not apply to --optimizer momentum (it takes --momentum)"),
     (["--momentum", "0.5"], "--momentum does not apply to --optimizer sgd (it takes only --lr)"),
+    (["--nesterov-form", "dlfs2"],
+     "--nesterov-form does not apply to --optimizer sgd (it takes only --lr)"),
+    (["--optimizer", "nesterov", "--nesterov-form", "dlfs3"],
+     "argument --nesterov-form: invalid choice: 'dlfs3'"),
     (["--optimizer", "adam", "--beta2", "1"], "argument --beta2: must be a number in [0, 1)"),
     (["--weight-decay", "-1"], "argument --weight-decay: must be a number >= 0"),
     (["--net", "simple-conv", "--hidden", "10"],
@@ -108,11 +114,23 @@ def test_missing_mnist_offline_names_where_it_looked(tmp_path, monkeypatch, caps
 
 def test_python_dash_m_and_the_compile_cache(tmp_path):
     env = {**os.environ, "FNNET_COMPILE_CACHE": str(tmp_path / "jax-cache"), "JAX_PLATFORMS": "cpu"}
-    command = [sys.executable, "-m", "fnnet", "train", "--epochs", "1", "--no-progress"]
+    out = tmp_path / "run.json"
+    command = [sys.executable, "-m", "fnnet", "train", "--epochs", "1", "--no-progress",
+               "--out", str(out)]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert "done: 14 steps" in first.stdout
     assert any(Path(tmp_path / "jax-cache").iterdir())  # compiled executables were cached
+    # four programs: the init (keys and parameters), fit's start (optimiser and model state),
+    # the epoch (batch order, steps) and the evaluation (train and test sets together)
+    time = json.loads(out.read_text())["summary"]["time"]
+    assert (time["programs"], time["cache_hits"]) == (4, 0)
+    assert "compile" in first.stdout.splitlines()[-1] and "(4 programs)" in first.stdout
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    time = json.loads(out.read_text())["summary"]["time"]
+    assert (time["programs"], time["cache_hits"]) == (4, 4)  # all four from the cache
+    assert time["wall_s"] >= time["startup_s"] + time["training_s"] + time["compile_s"]
     help_text = subprocess.run([sys.executable, "-m", "fnnet", "train", "--help"], env=env,
                                capture_output=True, text=True, timeout=60).stdout
     for flag in ("--dataset", "--grads", "--optimizer", "--steps", "--device", "--plot"):

@@ -554,3 +554,35 @@ def test_registered_fashion_mnist_hashes_match_the_debian_files(stem):
     original = header + debian[8:10] + stem.encode() + b"\x00" + debian[10:]
     for mirror in data.MIRRORS["fashion-mnist"]:
         assert hashlib.sha256(original).hexdigest() == mirror.sha256[stem]
+
+
+def test_spiral_is_the_books_generator_seeded():
+    from fnnet.data.spiral import spiral_points
+
+    x, t = spiral_points(100, 3, seed=1984)
+    assert x.shape == (300, 2) and x.dtype == np.float32 and t.dtype == np.int32
+    assert np.bincount(t).tolist() == [100, 100, 100]
+    radius = np.hypot(x[:, 0], x[:, 1])
+    np.testing.assert_allclose(radius, np.tile(np.arange(100) / 100, 3), atol=1e-6)
+    # without noise each arm j is at angle 4j + 4r: the book's layout
+    x0, _ = spiral_points(4, 2, noise=0.0)
+    theta = 4.0 * np.repeat([0, 1], 4) + 4.0 * np.tile(np.arange(4) / 4, 2)
+    rate = np.tile(np.arange(4) / 4, 2)
+    np.testing.assert_allclose(x0, np.stack([rate * np.sin(theta), rate * np.cos(theta)], 1),
+                               atol=1e-6)
+    again, _ = spiral_points(100, 3, seed=1984)
+    np.testing.assert_array_equal(x, again)
+    assert not np.array_equal(x, spiral_points(100, 3, seed=1)[0])
+
+
+def test_spiral_dataset_any_number_of_classes_and_a_fresh_test_draw():
+    spiral = data.load_dataset("spiral")
+    assert spiral.num_classes == 3 and spiral.x_train.shape == (300, 2)
+    assert not np.array_equal(spiral.x_train, spiral.x_test)  # another draw, not a copy
+    five = data.load_spiral(20, 5, test_points_per_class=7)
+    assert five.num_classes == 5 and five.x_test.shape == (35, 2)
+    assert set(five.t_train.tolist()) == set(range(5))
+    with pytest.raises(ValueError, match="not images"):
+        spiral.as_images()
+    with pytest.raises(ValueError, match="classes"):
+        data.load_spiral(10, 1)

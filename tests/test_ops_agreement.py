@@ -75,11 +75,11 @@ def _loss(op: str, n: int, c: int, labels: str) -> Case:
     return Case(op, make, (0,) if labels == "int" else (0, 1), f"N{n}-C{c}-{labels}")
 
 
-def _arrays(op: str, *shapes: tuple[int, ...], **static) -> Case:
+def _arrays(op: str, *shapes: tuple[int, ...], eager: bool = True, **static) -> Case:
     """A row whose arguments are all random arrays of ``shapes``, all differentiated."""
     label = "+".join(map(str, shapes)) + "".join(f"-{k}{v}" for k, v in static.items())
     return Case(op, lambda rng, dt: tuple(normal(rng, s, dt) for s in shapes),
-                tuple(range(len(shapes))), label, static)
+                tuple(range(len(shapes))), label, static, eager=eager)
 
 
 def _conv(x_shape, w_shape, stride: int, pad: int, eager: bool = False) -> Case:
@@ -125,6 +125,72 @@ def _batch_norm_inference(x_shape) -> Case:
                 eager=False)
 
 
+def _indices(rng: np.random.Generator, shape, V: int) -> jax.Array:
+    """Indices in [0, V) with at least one repeat when there are two or more (the rule must
+    accumulate them)."""
+    idx = rng.integers(0, V, size=shape)
+    if idx.size > 1:
+        idx.flat[-1] = idx.flat[0]
+    return jnp.asarray(idx, jnp.int32)
+
+
+def _embedding(idx_shape, V: int, D: int, eager: bool = False) -> Case:
+    return Case("embedding", lambda rng, dt: (normal(rng, (V, D), dt), _indices(rng, idx_shape, V)),
+                (0,), f"idx{idx_shape}-V{V}-D{D}", eager=eager)
+
+
+def _embedding_dot(N: int, V: int, H: int) -> Case:
+    def make(rng, dt):
+        return normal(rng, (N, H), dt), normal(rng, (V, H), dt), _indices(rng, (N,), V)
+
+    return Case("embedding_dot", make, (0, 1), f"N{N}-V{V}-H{H}", eager=False)
+
+
+def _sigmoid_ce(shape, eager: bool = False) -> Case:
+    def make(rng, dt):
+        return normal(rng, shape, dt, 3.0), jnp.asarray(rng.integers(0, 2, shape), jnp.int32)
+
+    return Case("sigmoid_cross_entropy", make, (0,), str(shape), eager=eager)
+
+
+RECURRENT_BLOCKS = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _recurrent(op: str, N: int, D: int, H: int, T: int | None = None,
+               eager: bool = False) -> Case:
+    """A cell (``T=None``: ``x (N, D)``) or time layer (``xs (N, T, D)``) row; weights scaled
+    by 1/√H so the gates stay away from saturation."""
+    cell = op.removeprefix("time_")
+    k = RECURRENT_BLOCKS[cell]
+
+    def make(rng, dt):
+        x = normal(rng, (N, D) if T is None else (N, T, D), dt)
+        state = [normal(rng, (N, H), dt) for _ in range(2 if cell == "lstm" else 1)]
+        weights = (normal(rng, (D, k * H), dt, 1 / np.sqrt(D)),
+                   normal(rng, (H, k * H), dt, 1 / np.sqrt(H)), normal(rng, (k * H,), dt, 0.5))
+        return (x, *state, *weights)
+
+    n_args = 6 if cell == "lstm" else 5
+    label = f"N{N}-D{D}-H{H}" + ("" if T is None else f"-T{T}")
+    return Case(op, make, tuple(range(n_args)), label, eager=eager)
+
+
+def _time_sce(N: int, T: int, V: int, ignored: int) -> Case:
+    def make(rng, dt):
+        ts = rng.integers(0, V, size=(N, T))
+        ts.flat[:ignored] = -1
+        return normal(rng, (N, T, V), dt, 3.0), jnp.asarray(ts, jnp.int32)
+
+    return Case("time_softmax_cross_entropy", make, (0,), f"N{N}-T{T}-V{V}-ignored{ignored}",
+                eager=False)
+
+
+def _time_attention(N: int, T_enc: int, T_dec: int, H: int) -> Case:
+    return Case("time_attention",
+                lambda rng, dt: (normal(rng, (N, T_enc, H), dt), normal(rng, (N, T_dec, H), dt)),
+                (0, 1), f"N{N}-Tenc{T_enc}-Tdec{T_dec}-H{H}", eager=False)
+
+
 CASES = [
     *[_elementwise(op, s) for op in ("sigmoid", "relu", "tanh")
       for s in [(), (7,), (1, 5), (4, 3, 2)]],
@@ -165,6 +231,31 @@ CASES = [
     _batch_norm((1, 2, 3, 3)),                    # batch 1 is fine per channel: N·H·W = 9
     _batch_norm_inference((1, 3)),                # eval mode: batch 1 is fine
     _batch_norm_inference((2, 2, 3, 3)),
+    # The sequel: batch 1, H = 1, D ≠ H, T = 1 and T > 1, repeated indices, ignored labels.
+    # Eager rows only for one op per module (op-by-op dispatch compiles every primitive).
+    _embedding((), 4, 3, eager=True),              # one index: a (D,) row
+    _embedding((2, 3), 4, 2),                      # 2-D indices, repeats accumulate
+    _embedding_dot(1, 3, 2),
+    _embedding_dot(5, 3, 4),                       # 5 rows over 3 words: repeats
+    _sigmoid_ce((1,), eager=True),
+    _sigmoid_ce((3, 4)),
+    _recurrent("rnn", 1, 2, 1, eager=True),
+    _recurrent("rnn", 3, 4, 5),
+    *[_recurrent(op, N, D, H) for op in ("lstm", "gru") for N, D, H in [(1, 2, 1), (3, 4, 5)]],
+    _recurrent("time_rnn", 1, 2, 1, T=1, eager=True),
+    _recurrent("time_rnn", 3, 2, 4, T=5),
+    *[_recurrent(op, N, D, H, T) for op in ("time_lstm", "time_gru")
+      for N, D, H, T in [(1, 2, 1, 1), (3, 2, 4, 5)]],
+    _arrays("time_affine", (1, 1, 2), (2, 3), (3,)),
+    _arrays("time_affine", (2, 4, 3), (3, 5), (5,), eager=False),
+    _time_sce(1, 1, 2, 0),
+    _time_sce(2, 4, 5, 3),                         # 3 of 8 positions ignored
+    _arrays("attention_weight", (1, 3, 1), (1, 1), eager=True),
+    _arrays("attention_weight", (2, 4, 3), (2, 3), eager=False),
+    _arrays("weight_sum", (1, 3, 1), (1, 3), eager=False),
+    _arrays("weight_sum", (2, 4, 3), (2, 4), eager=False),
+    _time_attention(1, 3, 2, 1),                   # T_enc ≠ T_dec, N = 1, H = 1
+    _time_attention(2, 4, 5, 3),
 ]
 # Compare rules at full float32 precision: GPUs run float32 matmuls and convolutions in TF32
 # by default, and the comparison is about the rules, not TF32.

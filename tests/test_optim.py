@@ -15,12 +15,15 @@ import pytest
 import fnnet
 from fnnet.data import load_digits
 from fnnet.optim import (
+    CHOICES,
     EPS,
     HYPERPARAMETERS,
     OPTIMIZERS,
     adagrad,
     adam,
+    clip_grads,
     get_optimizer,
+    global_norm,
     momentum,
     nesterov,
     rmsprop,
@@ -66,6 +69,8 @@ class BookMomentum:
 
 
 class BookNesterov:
+    """The first book's Nesterov: θ moves with the old velocity, then v is updated."""
+
     def __init__(self, lr, momentum=0.9):
         self.lr, self.momentum, self.v = lr, momentum, None
 
@@ -73,9 +78,26 @@ class BookNesterov:
         if self.v is None:
             self.v = {key: np.zeros_like(val) for key, val in params.items()}
         for key in params:
+            params[key] += self.momentum * self.momentum * self.v[key]
+            params[key] -= (1 + self.momentum) * self.lr * grads[key]
             self.v[key] *= self.momentum
             self.v[key] -= self.lr * grads[key]
-            params[key] += self.momentum * self.momentum * self.v[key]
+
+
+class SequelNesterov:
+    """The sequel's Nesterov (its common/optimizer.py, params as lists): v first, then θ."""
+
+    def __init__(self, lr, momentum=0.9):
+        self.lr, self.momentum, self.v = lr, momentum, None
+
+    def update(self, params, grads):
+        keys = list(params)
+        if self.v is None:
+            self.v = [np.zeros_like(params[key]) for key in keys]
+        for i, key in enumerate(keys):
+            self.v[i] *= self.momentum
+            self.v[i] -= self.lr * grads[key]
+            params[key] += self.momentum * self.momentum * self.v[i]
             params[key] -= (1 + self.momentum) * self.lr * grads[key]
 
 
@@ -159,6 +181,10 @@ CASES = {
     "sgd": (lambda: sgd(0.1), lambda: BookSGD(0.1)),
     "momentum": (lambda: momentum(0.01, momentum=0.9), lambda: BookMomentum(0.01, 0.9)),
     "nesterov": (lambda: nesterov(0.01, momentum=0.9), lambda: BookNesterov(0.01, 0.9)),
+    "nesterov-dlfs2": (lambda: nesterov(0.01, momentum=0.9, form="dlfs2"),
+                       lambda: SequelNesterov(0.01, 0.9)),
+    "nesterov-dlfs2-0.5": (lambda: nesterov(0.1, momentum=0.5, form="dlfs2"),
+                           lambda: SequelNesterov(0.1, 0.5)),
     "adagrad": (lambda: adagrad(0.1), lambda: BookAdaGrad(0.1)),
     "rmsprop": (lambda: rmsprop(0.01, decay_rate=0.99), lambda: BookRMSprop(0.01, 0.99)),
     "adam": (lambda: adam(0.001, beta1=0.9, beta2=0.999), lambda: BookAdam(0.001, 0.9, 0.999)),
@@ -245,16 +271,70 @@ def test_momentum_matches_optax_in_float32_to_rounding():
     assert max_abs_diff(book, ref) < 1e-6  # measured 1.6e-7: one float32 ulp of θ
 
 
-def test_nesterov_is_ahead_of_optax_nesterov_by_alpha_squared_v(x64):
-    # The book's step is α²·v_new − (1+α)·η·g, optax's α²·v_old − (1+α)·η·g: each step the
-    # book moves α²·(v_new − v_old) further, which telescopes to θ_book = θ_optax + α²·v.
+def test_the_first_books_nesterov_is_optax_nesterov_up_to_rounding(x64):
+    params, grads = _problem(seed=4)
+    book, _ = _run(nesterov(0.01, momentum=0.9), params, grads)
+    ref, _ = _run(optax.sgd(0.01, momentum=0.9, nesterov=True), params, grads)
+    assert max_abs_diff(book, ref) < 1e-14
+
+
+def test_the_sequels_nesterov_is_ahead_of_the_first_books_by_alpha_squared_v(x64):
+    # The sequel steps α²·v_new − (1+α)·η·g, the first book α²·v_old − (1+α)·η·g: each step
+    # the sequel moves α²·(v_new − v_old) further, which telescopes to θ₂ = θ₁ + α²·v.
     alpha = 0.9
     params, grads = _problem(seed=4)
-    book, state = _run(nesterov(0.01, momentum=alpha), params, grads)
-    ref, _ = _run(optax.sgd(0.01, momentum=alpha, nesterov=True), params, grads)
-    assert max_abs_diff(book, ref) > 1e-3  # a real difference (0.038 here) …
-    shifted = jax.tree.map(lambda p, v: p - alpha * alpha * v, book, state.velocity)
-    assert max_abs_diff(shifted, ref) < 1e-13  # … that is exactly α²·v (measured 1.6e-15)
+    sequel, state = _run(nesterov(0.01, momentum=alpha, form="dlfs2"), params, grads)
+    first, _ = _run(nesterov(0.01, momentum=alpha, form="dlfs1"), params, grads)
+    assert max_abs_diff(sequel, first) > 1e-3  # a real difference (0.038 here) …
+    shifted = jax.tree.map(lambda p, v: p - alpha * alpha * v, sequel, state.velocity)
+    assert max_abs_diff(shifted, first) < 1e-13  # … that is exactly α²·v
+
+
+def test_nesterov_form_is_a_checked_choice():
+    with pytest.raises(ValueError, match=r"form must be one of \('dlfs1', 'dlfs2'\)"):
+        nesterov(0.1, form="dlfs3")
+    assert get_optimizer("nesterov", 0.1, form="dlfs2") is not None
+    with pytest.raises(ValueError, match="takes no hyperparameter 'form'"):
+        get_optimizer("momentum", 0.1, form="dlfs2")
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient clipping: the sequel's clip_grads against its formula and optax's.
+
+
+def _book_clip_grads(grads, max_norm):
+    """The sequel's common/util.py clip_grads, on copies (the book scales in place)."""
+    grads = [g.copy() for g in grads]
+    total_norm = np.sqrt(sum(np.sum(g ** 2) for g in grads))
+    rate = max_norm / (total_norm + 1e-6)
+    if rate < 1:
+        for g in grads:
+            g *= rate
+    return grads
+
+
+@pytest.mark.parametrize("max_norm", [0.25, 5.0, 1e3])
+def test_clip_grads_is_the_books_formula_and_within_1e_6_of_optax(x64, max_norm):
+    rng = np.random.default_rng(7)
+    grads = {"W": rng.standard_normal((5, 4)), "b": rng.standard_normal(4)}
+    ours, _ = clip_grads(max_norm).update(jax.tree.map(jnp.asarray, grads), optax.EmptyState())
+    book = dict(zip(grads, _book_clip_grads(list(grads.values()), max_norm), strict=True))
+    assert tree_allclose(ours, book, rtol=1e-15, atol=0)
+    theirs, _ = optax.clip_by_global_norm(max_norm).update(grads, optax.EmptyState())
+    norm = float(global_norm(grads))
+    # the scales differ by n/(n + 1e-6): a relative 1e-6/n at most
+    assert max_abs_diff(ours, theirs) <= 1e-6 / norm * max(np.abs(v).max() for v in grads.values())
+    clipped = float(global_norm(ours))
+    assert clipped == pytest.approx(min(norm, max_norm), rel=1e-6)
+
+
+def test_clip_grads_leaves_small_gradients_and_dtypes_alone():
+    grads = {"W": jnp.full((2, 2), 0.1, jnp.float32), "b": jnp.full(2, 0.1, jnp.bfloat16)}
+    ours, _ = clip_grads(5.0).update(grads, clip_grads(5.0).init(grads))
+    assert ours["W"].dtype == jnp.float32 and ours["b"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(ours["W"], grads["W"])
+    with pytest.raises(ValueError, match="max_norm"):
+        clip_grads(0.0)
 
 
 def _adagrad_bound(grads, lr):
@@ -340,9 +420,13 @@ def test_adam_against_optax_adam_eps_1e_7_is_bounded(x64, scale):
 def test_registry_has_the_books_six_and_their_optax_versions():
     book = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
     assert tuple(OPTIMIZERS) == (*book, *(f"optax-{name}" for name in book))
-    for name in book:  # the book's version and optax's take the same hyperparameters
-        assert dict(OPTIMIZERS[name].hyperparams) == dict(OPTIMIZERS[f"optax-{name}"].hyperparams)
-    assert set(HYPERPARAMETERS) == {h for spec in OPTIMIZERS.values() for h in spec.hyperparams}
+    for name in book:  # the book's version and optax's take the same hyperparameters, but
+        # optax has one Nesterov (the first book's), the hand version both books' forms
+        ours = {k: v for k, v in OPTIMIZERS[name].hyperparams.items() if k != "form"}
+        assert ours == dict(OPTIMIZERS[f"optax-{name}"].hyperparams)
+    assert dict(OPTIMIZERS["nesterov"].hyperparams) == {"momentum": 0.9, "form": "dlfs1"}
+    assert {*HYPERPARAMETERS, *CHOICES} == {h for spec in OPTIMIZERS.values()
+                                            for h in spec.hyperparams}
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)

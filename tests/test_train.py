@@ -12,6 +12,7 @@ from fnnet.data import Dataset, load_digits
 from fnnet.optim import sgd
 from fnnet.train import (
     batch_indices,
+    check_data,
     epoch_plan,
     evaluate,
     fit,
@@ -176,3 +177,46 @@ def test_history_record_appends_one_epoch_and_accumulates_wall_time():
     assert record["wall_s"] == 2.5 and record["steps_per_s"] == 20.0
     assert history.epoch == [1, 2] and history.wall_s == [2.0, 2.5]
     assert "state" not in history.to_dict()
+
+
+def _bag_of_words(vocabulary: int, classes: int):
+    """A Model over integer ids: the mean of the words' embeddings, then an affine."""
+    from fnnet import manual
+    from fnnet.layers import Model
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        return {"E": 0.1 * jax.random.normal(k1, (vocabulary, 4)),
+                "W": 0.1 * jax.random.normal(k2, (4, classes)), "b": jnp.zeros(classes)}
+
+    def apply(params, x, *, state=None, key=None, train=False):
+        h = jnp.mean(manual.embedding(params["E"], x), axis=1)
+        return manual.affine(h, params["W"], params["b"])
+
+    def loss(params, x, t, *, state=None, key=None, train=True):
+        return manual.softmax_cross_entropy(apply(params, x), t)
+
+    def accuracy(params, x, t, *, state=None):
+        return jnp.mean(jnp.argmax(apply(params, x), -1) == t)
+
+    return Model(init, lambda: {}, apply, loss,
+                 lambda p, s, x, t, *, key=None: (loss(p, x, t), s), accuracy, (3,), (classes,),
+                 input_range=vocabulary)
+
+
+def test_a_model_of_integer_ids_trains_and_its_ids_are_checked():
+    from fnnet.optim import sgd
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 7, (64, 3)).astype(np.int32)
+    t = (x[:, 0] % 2).astype(np.int32)
+    data = Dataset("ids", x, t, x[:16], t[:16], 2, None)
+    model = _bag_of_words(7, 2)
+    _, history = fit(model, model.init(jax.random.key(0)), data, optimizer=sgd(0.5),
+                     key=jax.random.key(1), batch_size=16, epochs=2, progress=False)
+    assert len(history.loss) == 2 and np.isfinite(history.loss).all()
+    with pytest.raises(ValueError, match=r"x_train holds ids in \[1, 7\] but the model takes ids "
+                                         r"in \[0, 7\)"):
+        check_data(model, data._replace(x_train=np.where(x == 0, 7, x)))
+    with pytest.raises(ValueError, match=r"x_test must be integer ids in \[0, 7\); got float32"):
+        check_data(model, data._replace(x_test=x[:16].astype(np.float32)))

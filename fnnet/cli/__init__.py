@@ -31,10 +31,11 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 
-from fnnet.cli import check_layer, gradcheck, graph, sweep, train
+from fnnet.cli import check_layer, common, gradcheck, graph, sweep, train
 from fnnet.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILURE,
@@ -66,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fnnet`` console script; returns the exit status (see the module
     docstring). Ctrl-C at any point, JAX's import included, exits 130 with one line."""
     command = "fnnet"
+    age = common.process_age() if argv is None else None  # the program: from its start
+    common.MAIN_STARTED.append(time.perf_counter() - (age or 0.0))
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -15,6 +15,8 @@ import itertools
 import os
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -248,3 +250,72 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
 def data_line(files: tuple[str, ...]) -> str:
     """``data: <the files read>`` (or ``in memory``)."""
     return f"data: {', '.join(files) if files else 'in memory'}"
+
+
+# --- where a command's time goes ------------------------------------------------------------
+
+MAIN_STARTED: list[float] = []
+"""``time.perf_counter()`` at the start of the command (set by :func:`fnnet.cli.main`: the
+process's start when ``fnnet`` is the program, else the call)."""
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux ``/proc``), else None."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+class Clock:
+    """A command's wall time in parts that do not overlap: ``start-up`` (from
+    :data:`MAIN_STARTED`: the interpreter, the imports, the checks, up to the first part),
+    the named parts (each without the compiling done inside it), ``compile`` (every program
+    JAX built, counted by :func:`fnnet.compiles.count_compilations`) and ``other`` (the
+    rest)."""
+
+    def __init__(self, compiles: Any):
+        self.compiles = compiles
+        self.origin = MAIN_STARTED[-1] if MAIN_STARTED else time.perf_counter()
+        self.parts: dict[str, float] = {}
+        self.first_part: float | None = None
+
+    def add(self, name: str, seconds: float) -> None:
+        """Count ``seconds`` (measured elsewhere, compilation already excluded) as ``name``."""
+        self.parts[name] = self.parts.get(name, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        """Time the block as ``name``, less the compilation inside it."""
+        if self.first_part is None:
+            self.first_part = time.perf_counter()
+        begin, before = time.perf_counter(), self.compiles.copy()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - begin - (self.compiles - before).seconds)
+
+    def summary(self) -> dict[str, float | int]:
+        """``wall_s``, ``startup_s``, each part's ``<name>_s``, ``compile_s``, ``programs``,
+        ``cache_hits`` and ``other_s``."""
+        now = time.perf_counter()
+        startup = (self.first_part if self.first_part is not None else now) - self.origin
+        parts = {f"{name}_s": seconds for name, seconds in self.parts.items()}
+        wall = now - self.origin
+        compile_s = self.compiles.seconds
+        other = wall - startup - sum(parts.values()) - compile_s
+        return {"wall_s": wall, "startup_s": startup, **parts, "compile_s": compile_s,
+                "programs": self.compiles.programs, "cache_hits": self.compiles.cache_hits,
+                "other_s": max(0.0, other)}
+
+    def line(self) -> str:
+        """``time: 2.31 s = start-up 0.62 + data 0.03 + … + other 0.20``."""
+        summary = self.summary()
+        cached = f", {summary['cache_hits']} from the cache" if summary["cache_hits"] else ""
+        parts = [f"start-up {summary['startup_s']:.2f}",
+                 *(f"{name} {seconds:.2f}" for name, seconds in self.parts.items()),
+                 f"compile {summary['compile_s']:.2f} ({summary['programs']} programs{cached})",
+                 f"other {summary['other_s']:.2f}"]
+        return f"time: {summary['wall_s']:.2f} s = " + " + ".join(parts)

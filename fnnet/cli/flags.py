@@ -89,7 +89,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_optimizer_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """``--optimizer``, ``--lr``, its hyperparameters and the batching (train and sweep)."""
-    from fnnet.optim import HYPERPARAMETERS, OPTIMIZERS
+    from fnnet.optim import CHOICES, HYPERPARAMETERS, OPTIMIZERS
     from fnnet.train import SAMPLINGS
 
     opt = parser.add_argument_group("optimisation")
@@ -104,6 +104,10 @@ def add_optimizer_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
         default = OPTIMIZERS[takers[0]].hyperparams[name]
         opt.add_argument(f"--{name.replace('_', '-')}", type=fraction, default=None,
                          help=f"in [0, 1), for {', '.join(takers)} (default: {default})")
+    opt.add_argument("--nesterov-form", choices=CHOICES["form"], default=None,
+                     help="for nesterov: dlfs1 = the first book's (θ moves with the old "
+                          "velocity, then v is updated; = optax's nesterov), dlfs2 = the "
+                          "sequel's (v first, θ with the new v) (default: dlfs1)")
     opt.add_argument("--batch-size", type=positive_int, default=100,
                      help="examples per training step")
     opt.add_argument("--sampling", choices=SAMPLINGS, default="shuffle",
@@ -170,13 +174,21 @@ def hyperparams_from_args(args: argparse.Namespace) -> dict[str, float]:
 
     given = {name: getattr(args, name) for name in HYPERPARAMETERS
              if getattr(args, name) is not None}
+    if getattr(args, "nesterov_form", None) is not None:
+        given["form"] = args.nesterov_form
     takes = OPTIMIZERS[args.optimizer].hyperparams
     for name in given:
         if name not in takes:
-            flags = ", ".join(f"--{h.replace('_', '-')}" for h in takes) or "only --lr"
-            raise UsageError(f"--{name.replace('_', '-')} does not apply to --optimizer "
+            flags = ", ".join(_flag(h) for h in takes) or "only --lr"
+            raise UsageError(f"{_flag(name)} does not apply to --optimizer "
                              f"{args.optimizer} (it takes {flags})")
     return given
+
+
+def _flag(hyperparameter: str) -> str:
+    """The CLI flag of an optimiser hyperparameter (``form`` is ``--nesterov-form``)."""
+    return "--nesterov-form" if hyperparameter == "form" else \
+        f"--{hyperparameter.replace('_', '-')}"
 
 
 def model_from_args(args: argparse.Namespace, data: Any, options: dict[str, Any]):

@@ -46,7 +46,7 @@ def add_parser(commands: Any) -> None:
 
 def run_gradcheck(args: argparse.Namespace) -> int:
     """The handler of ``fnnet gradcheck`` (exit status: 1 when a leaf is out of tolerance)."""
-    from fnnet.data import INPUT_SIZES, NUM_CLASSES
+    from fnnet.data import CLASSES, INPUT_SIZES
     from fnnet.gradcheck import gradcheck_model
     from fnnet.results import environment, write_json
 
@@ -54,7 +54,7 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     common.check_writable("--json", args.json)
     if "hidden" in options:
         # float64 params, two gradients, and the numerical check's 2 x 32 perturbed copies.
-        common.check_memory([INPUT_SIZES[args.dataset], *args.hidden, NUM_CLASSES],
+        common.check_memory([INPUT_SIZES[args.dataset], *args.hidden, CLASSES[args.dataset]],
                             args.batch_size, 8, 70)
     report = gradcheck_model(
         net=args.net, dataset=args.dataset, batch_size=args.batch_size, dtype=args.dtype,

@@ -14,7 +14,8 @@ from fnnet.cli.common import EXIT_INTERRUPTED, EXIT_NON_FINITE, UsageError
 # Settings that fix the trajectory: a resumed run must agree on them.
 RESUME_KEYS = ("dataset", "net", "hidden", "activation", "init", "batchnorm", "dropout",
                "weight_decay", "optimizer",
-               "lr", "momentum", "beta1", "beta2", "decay_rate", "batch_size", "sampling",
+               "lr", "momentum", "beta1", "beta2", "decay_rate", "nesterov_form", "batch_size",
+               "sampling",
                "seed", "precision", "train_size", "validation", "split_seed")
 
 
@@ -76,6 +77,10 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--plot", type=Path, default=None,
                      help="write loss and accuracy curves as PNG here (needs matplotlib: "
                           "pip install 'fnnet[plot]')")
+    run.add_argument("--eval-train", type=common.positive_int, default=None, metavar="N",
+                     help="evaluate the training loss and accuracy after each epoch on a fixed "
+                          "sample of N training examples (default: all of them, exact; the "
+                          "held-out set is always evaluated whole)")
     run.add_argument("--log-every", type=common.positive_int, default=1, metavar="K",
                      help="print the per-epoch line every K epochs (and for the last)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -94,11 +99,14 @@ def epoch_line(record: dict[str, Any], epochs: int, held_out: str = "test") -> s
 
 def run_train(args: argparse.Namespace) -> int:
     """The handler of ``fnnet train`` (exit status)."""
-    with contextlib.ExitStack() as held:
-        return _run_training(args, held)
+    from fnnet.compiles import count_compilations
+
+    with contextlib.ExitStack() as held, count_compilations() as compiles:
+        return _run_training(args, held, common.Clock(compiles))
 
 
-def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
+def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
+                  clock: common.Clock) -> int:
     _start_distributed(args)
     import jax
     from tqdm.auto import tqdm
@@ -106,7 +114,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from fnnet.data import load_dataset
     from fnnet.precision import with_precision
     from fnnet.results import environment, write_json
-    from fnnet.train import NonFiniteLossError, epoch_plan, fit
+    from fnnet.train import NonFiniteLossError, epoch_plan, fit, init_from_seed
 
     options = flags.net_options(args)
     optimizer = flags.optimizer_from_args(args)
@@ -126,10 +134,11 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         held.enter_context(lock_directory(args.checkpoint_dir))  # until training has ended
     if not args.no_compile_cache:
         common.enable_compile_cache()
-    data = flags.data_for_net(args.net, load_dataset(args.dataset, data_dir=args.data_dir,
-                                                     download=not args.no_download,
-                                                     progress=not args.no_progress))
-    data, test_set = flags.held_out_split(args, data)
+    with clock.part("data"):
+        data = flags.data_for_net(args.net, load_dataset(args.dataset, data_dir=args.data_dir,
+                                                         download=not args.no_download,
+                                                         progress=not args.no_progress))
+        data, test_set = flags.held_out_split(args, data)
     if args.batch_size > len(data.x_train):
         raise UsageError(f"--batch-size {args.batch_size} is larger than the {args.dataset} "
                          f"training set ({len(data.x_train)} examples)")
@@ -143,7 +152,6 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if args.resume:
         _check_resume_settings(args.checkpoint_dir, settings)
     net = with_precision(flags.model_from_args(args, data, options), args.precision)
-    init_key, data_key = jax.random.split(jax.random.key(args.seed))
     where = (f"{len(jax.devices()) if args.devices == 'all' else args.devices} devices"
              if args.devices is not None else (device or jax.devices()[0]).platform)
     sizes = (f"{len(data.x_train)} train / {len(data.x_test)} test" if test_set is None else
@@ -152,6 +160,8 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
           f"grads={args.grads}, optimizer={args.optimizer} lr={args.lr}, batch "
           f"{args.batch_size}, {sum(plan)} steps on {where} ({args.precision})", flush=True)
     print(common.data_line(data.files), flush=True)
+    with clock.part("init"):
+        params, data_key = jax.block_until_ready(init_from_seed(net, args.seed))
     records: list[dict[str, Any]] = []
 
     def report(record: dict[str, Any]) -> None:
@@ -173,12 +183,12 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 
     try:
         params, history = fit(
-            net, net.init(init_key), data, optimizer=optimizer,
+            net, params, data, optimizer=optimizer,
             key=data_key, batch_size=args.batch_size, epochs=args.epochs if args.steps is None
             else None, steps=args.steps, sampling=args.sampling, device=device,
             devices=args.devices, checkpoint_dir=args.checkpoint_dir,
             checkpoint_every=args.checkpoint_every, resume=args.resume, settings=settings,
-            progress=not args.no_progress, on_epoch=report,
+            progress=not args.no_progress, on_epoch=report, eval_train=args.eval_train,
             matmul_precision=args.matmul_precision)
     except NonFiniteLossError as error:
         print(f"fnnet train: error: {error}", file=sys.stderr)
@@ -195,29 +205,40 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         write_outputs("already-complete", None, history.to_dict())
         return 0
     last = history.last()
+    clock.add("training", last["wall_s"])
+    clock.add("evaluation", history.eval_s)
     summary = {
         "test_acc": last["test_acc"], "train_acc": last["train_acc"],
         "test_loss": last["test_loss"], "steps": last["step"], "epochs": last["epoch"],
-        "train_s": last["wall_s"], "compile_s": history.compile_s,
+        "train_s": last["wall_s"],
         "steps_per_s": (last["step"] - history.start_step) / last["wall_s"],
+        "train_eval_size": history.train_eval_size,
     }
     if test_set is not None:
         from fnnet.train import evaluate
 
         summary["val_acc"], summary["val_loss"] = summary["test_acc"], summary["test_loss"]
-        summary["test_loss"], summary["test_acc"] = evaluate(net, params, *test_set,
-                                                             state=history.state)
+        with clock.part("evaluation"):
+            summary["test_loss"], summary["test_acc"] = evaluate(net, params, *test_set,
+                                                                 state=history.state)
         print(f"validation accuracy {summary['val_acc']:.4f}")
+    sample = ("" if history.train_eval_size == len(data.x_train) else
+              f" (on {history.train_eval_size} of {len(data.x_train)} examples)")
     print(f"done: {summary['steps']} steps, {summary['train_s']:.2f} s training "
-          f"({summary['steps_per_s']:,.0f} steps/s; compile {summary['compile_s']:.2f} s); "
-          f"test accuracy {summary['test_acc']:.4f}, train accuracy {summary['train_acc']:.4f}")
-    if jax.process_index() != 0:
-        return 0
-    write_outputs("complete", summary, history.to_dict())
-    if args.plot is not None:
-        from fnnet.plots import plot_history
+          f"({summary['steps_per_s']:,.0f} steps/s); test accuracy {summary['test_acc']:.4f}, "
+          f"train accuracy {summary['train_acc']:.4f}{sample}")
+    if jax.process_index() == 0:
+        if args.plot is not None:
+            from fnnet.plots import plot_history
 
-        plot_history(history, args.plot, title=f"{args.dataset}, {args.net}, {args.grads}")
+            with clock.part("outputs"):
+                plot_history(history, args.plot,
+                             title=f"{args.dataset}, {args.net}, {args.grads}")
+        summary["time"] = clock.summary()
+        summary["compile_s"], summary["programs"] = (summary["time"]["compile_s"],
+                                                     summary["time"]["programs"])
+        write_outputs("complete", summary, history.to_dict())
+    print(clock.line())
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Datasets: scikit-learn's bundled 8×8 digits, and MNIST / Fashion-MNIST from IDX files.
+"""Datasets: scikit-learn's bundled 8×8 digits, MNIST / Fashion-MNIST from IDX files, and the
+sequel's generated spiral.
 
 Every loader returns a :class:`Dataset` of host (NumPy) arrays, loaded once:
 
@@ -13,10 +14,14 @@ their SHA-256 verified; their decoded arrays are kept as a checksummed copy in t
 Anything corrupt, truncated or inconsistent raises :class:`DatasetError` naming the file: a
 dataset is returned whole or not at all.
 
+Text for the sequel's language models comes as a :class:`Corpus` of word ids:
+:func:`load_ptb` (Penn Treebank, :mod:`fnnet.data.ptb`).
+
 The modules, one concern each: :mod:`~fnnet.data.dataset` (the container),
 :mod:`~fnnet.data.idx` (the file format), :mod:`~fnnet.data.files` (where files are looked
 for), :mod:`~fnnet.data.download` (verified downloads), :mod:`~fnnet.data.cache` (decoded
-copies), :mod:`~fnnet.data.digits` and :mod:`~fnnet.data.mnist` (the loaders).
+copies), :mod:`~fnnet.data.digits`, :mod:`~fnnet.data.mnist`, :mod:`~fnnet.data.spiral` and
+:mod:`~fnnet.data.ptb` (the loaders).
 
 Example::
 
@@ -35,8 +40,11 @@ from fnnet.data.download import IDX_FILES, MIRRORS, Mirror, download_dataset
 from fnnet.data.files import SYSTEM_DATA_DIR, cache_dir, search_path
 from fnnet.data.idx import read_idx, write_idx
 from fnnet.data.mnist import IDX_DATASETS, find_dataset_files, load_idx_dataset
+from fnnet.data.ptb import Corpus, load_ptb
+from fnnet.data.spiral import load_spiral
 
 __all__ = [
+    "CLASSES",
     "DATASETS",
     "DIGITS_SOURCE",
     "IDX_DATASETS",
@@ -45,6 +53,7 @@ __all__ = [
     "MIRRORS",
     "NUM_CLASSES",
     "SYSTEM_DATA_DIR",
+    "Corpus",
     "Dataset",
     "DatasetError",
     "Mirror",
@@ -54,16 +63,21 @@ __all__ = [
     "load_dataset",
     "load_digits",
     "load_idx_dataset",
+    "load_ptb",
+    "load_spiral",
     "read_idx",
     "search_path",
     "write_idx",
 ]
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
+DATASETS = ("digits", "mnist", "fashion-mnist", "spiral")
 """Names accepted by :func:`load_dataset`."""
 
-INPUT_SIZES = {"digits": 8 * 8, "mnist": 28 * 28, "fashion-mnist": 28 * 28}
+INPUT_SIZES = {"digits": 8 * 8, "mnist": 28 * 28, "fashion-mnist": 28 * 28, "spiral": 2}
 """Features per example of each of :data:`DATASETS` (for sizing a model before loading)."""
+
+CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "spiral": 3}
+"""Classes of each of :data:`DATASETS` as :func:`load_dataset` loads it."""
 
 
 def load_dataset(
@@ -75,8 +89,9 @@ def load_dataset(
 ) -> Dataset:
     """Load one of :data:`DATASETS` by name.
 
-    ``digits`` is built in (:func:`load_digits`, default split; ``data_dir`` and ``download``
-    are ignored). ``mnist`` and ``fashion-mnist`` go through :func:`load_idx_dataset`.
+    ``digits`` is built in (:func:`load_digits`, default split) and ``spiral`` generated
+    (:func:`load_spiral`, the book's 3 × 100 points); ``data_dir`` and ``download`` do not
+    apply to them. ``mnist`` and ``fashion-mnist`` go through :func:`load_idx_dataset`.
 
     Raises:
         ValueError: ``name`` is not in :data:`DATASETS`.
@@ -86,4 +101,6 @@ def load_dataset(
         raise ValueError(f"load_dataset: name must be one of {', '.join(DATASETS)}; got {name!r}")
     if name == "digits":
         return load_digits()
+    if name == "spiral":
+        return load_spiral()
     return load_idx_dataset(name, data_dir=data_dir, download=download, progress=progress)

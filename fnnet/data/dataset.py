@@ -7,15 +7,17 @@ from typing import NamedTuple
 import numpy as np
 
 NUM_CLASSES = 10
-"""Classes of the image datasets here (digits 0–9; Fashion-MNIST's ten garment kinds)."""
+"""Classes of the image datasets here (digits 0–9; Fashion-MNIST's ten garment kinds); the
+spiral has as many as it is asked for (``Dataset.num_classes``)."""
 
 
 class Dataset(NamedTuple):
     """A classification dataset as host arrays.
 
-    ``x_*``: float32 ``(N, H·W)`` in ``[0, 1]``; ``t_*``: int32 ``(N,)`` in
-    ``[0, num_classes)``; ``image_shape``: ``(H, W)`` to undo the flattening; ``files``: the
-    files actually read (for the record of a run), or a description of a built-in source.
+    ``x_*``: float32 ``(N, D)`` (images: ``D = H·W``, in ``[0, 1]``); ``t_*``: int32 ``(N,)``
+    in ``[0, num_classes)``; ``image_shape``: ``(H, W)`` to undo the flattening (None for
+    data that are not images, such as the spiral); ``files``: the files actually read (for
+    the record of a run), or a description of a built-in source.
     """
 
     name: str
@@ -24,12 +26,15 @@ class Dataset(NamedTuple):
     x_test: np.ndarray
     t_test: np.ndarray
     num_classes: int
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, int] | None
     files: tuple[str, ...] = ()
 
     def as_images(self) -> Dataset:
         """The same data with each example as a one-channel image ``(N, 1, H, W)`` (NCHW, as
         the conv nets take it) instead of a flat vector; a no-op if it already is."""
+        if self.image_shape is None:
+            raise ValueError(f"{self.name}: its examples are not images (no image_shape); the "
+                             f"conv nets take images")
         shape = (1, *self.image_shape)
 
         def images(x: np.ndarray) -> np.ndarray:

@@ -20,7 +20,19 @@ from typing import NamedTuple
 
 import jax
 
-from fnnet.ops import activations, conv, graph, linear, losses, norm
+from fnnet.ops import (
+    activations,
+    attention,
+    bptt,
+    conv,
+    embedding,
+    graph,
+    linear,
+    losses,
+    norm,
+    recurrent,
+    time_layers,
+)
 
 
 class OpPair(NamedTuple):
@@ -70,6 +82,23 @@ OPS: dict[str, OpPair] = {
     "dropout": _pair(norm.dropout, norm.dropout_reference),
     "batch_norm": _pair(norm.batch_norm, norm.batch_norm_reference),
     "batch_norm_inference": _pair(norm.batch_norm_inference, norm.batch_norm_inference_reference),
+    # the sequel: word vectors, recurrent layers, attention
+    "embedding": _pair(embedding.embedding, embedding.embedding_reference),
+    "embedding_dot": _pair(embedding.embedding_dot, embedding.embedding_dot_reference),
+    "sigmoid_cross_entropy": _pair(embedding.sigmoid_cross_entropy,
+                                   embedding.sigmoid_cross_entropy_reference),
+    "rnn": _pair(recurrent.rnn, recurrent.rnn_reference),
+    "lstm": _pair(recurrent.lstm, recurrent.lstm_reference),
+    "gru": _pair(recurrent.gru, recurrent.gru_reference),
+    "time_rnn": _pair(bptt.time_rnn, bptt.time_rnn_reference),
+    "time_lstm": _pair(bptt.time_lstm, bptt.time_lstm_reference),
+    "time_gru": _pair(bptt.time_gru, bptt.time_gru_reference),
+    "time_affine": _pair(time_layers.time_affine, time_layers.time_affine_reference),
+    "time_softmax_cross_entropy": _pair(time_layers.time_softmax_cross_entropy,
+                                        time_layers.time_softmax_cross_entropy_reference),
+    "attention_weight": _pair(attention.attention_weight, attention.attention_weight_reference),
+    "weight_sum": _pair(attention.weight_sum, attention.weight_sum_reference),
+    "time_attention": _pair(attention.time_attention, attention.time_attention_reference),
 }
 
 OPS = {name: OpPair(_named(name, pair.manual), pair.reference) for name, pair in OPS.items()}
