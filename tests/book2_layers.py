@@ -189,3 +189,60 @@ class LSTM:
         self.grads[1][...] = np.dot(h_prev.T, dA)
         self.grads[2][...] = dA.sum(axis=0)
         return np.dot(dA, Wx.T), np.dot(dA, Wh.T), dc_prev
+
+
+class GRU:
+    """Gates in the blocks z, r, h̃ of Wx (D, 3H), Wh (H, 3H), b (3H,)."""
+
+    def __init__(self, Wx, Wh, b):
+        self.params = [Wx, Wh, b]
+        self.grads = [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
+        self.cache = None
+
+    def forward(self, x, h_prev):
+        Wx, Wh, b = self.params
+        H = h_prev.shape[1]
+        sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+        z = sig(np.dot(x, Wx[:, :H]) + np.dot(h_prev, Wh[:, :H]) + b[:H])
+        r = sig(np.dot(x, Wx[:, H:2 * H]) + np.dot(h_prev, Wh[:, H:2 * H]) + b[H:2 * H])
+        h_hat = np.tanh(np.dot(x, Wx[:, 2 * H:]) + np.dot(r * h_prev, Wh[:, 2 * H:]) + b[2 * H:])
+        h_next = (1 - z) * h_prev + z * h_hat
+        self.cache = (x, h_prev, z, r, h_hat)
+        return h_next
+
+    def backward(self, dh_next):
+        Wx, Wh, _ = self.params
+        H = dh_next.shape[1]
+        x, h_prev, z, r, h_hat = self.cache
+        dt = dh_next * z * (1 - h_hat ** 2)
+        dhr = np.dot(dt, Wh[:, 2 * H:].T)
+        dz = dh_next * (h_hat - h_prev) * z * (1 - z)
+        dr = dhr * h_prev * r * (1 - r)
+        dA = np.hstack((dz, dr, dt))
+        self.grads[0][...] = np.dot(x.T, dA)
+        self.grads[1][...] = np.hstack((np.dot(h_prev.T, np.hstack((dz, dr))),
+                                        np.dot((r * h_prev).T, dt)))
+        self.grads[2][...] = dA.sum(axis=0)
+        dh_prev = dh_next * (1 - z) + dhr * r + np.dot(np.hstack((dz, dr)), Wh[:, :2 * H].T)
+        return np.dot(dA, Wx.T), dh_prev
+
+
+class EmbeddingDot:
+    def __init__(self, W):
+        self.params = [W]
+        self.grads = [np.zeros_like(W)]
+        self.cache = None
+
+    def forward(self, h, idx):
+        W, = self.params
+        target_W = W[idx]
+        self.cache = (h, target_W, idx)
+        return np.sum(target_W * h, axis=1)
+
+    def backward(self, dout):
+        h, target_W, idx = self.cache
+        dout = dout.reshape(dout.shape[0], 1)
+        dW, = self.grads
+        dW[...] = 0
+        np.add.at(dW, idx, dout * h)
+        return dout * target_W

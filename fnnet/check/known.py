@@ -162,6 +162,16 @@ KNOWN_LAYERS: dict[str, KnownLayer] = {
         make=lambda rng: ((_normal(rng, 3, 16, scale=0.5), _normal(rng, 4, 16, scale=0.5),
                            _normal(rng, 16)),
                           (_normal(rng, 2, 3), _normal(rng, 2, 4), _normal(rng, 2, 4)))),
+    "GRU": KnownLayer(
+        "gru", ("x", "h_prev"), ("Wx", "Wh", "b"),
+        lambda op, v: bind_by_name(op, v, {"h": "h_prev"}),
+        "gates z, r and h̃ of x·Wx + h_prev·Wh + b (r·h_prev for h̃); h = (1 − z)·h_prev + z·h̃",
+        make=lambda rng: ((_normal(rng, 3, 12, scale=0.5), _normal(rng, 4, 12, scale=0.5),
+                           _normal(rng, 12)), (_normal(rng, 2, 3), _normal(rng, 2, 4)))),
+    "EmbeddingDot": KnownLayer(
+        "embedding_dot", ("h", "idx"), ("W",), lambda op, v: op(v["h"], v["W"], v["idx"]),
+        "Σ h·W[idx] per example",
+        make=lambda rng: ((_normal(rng, 7, 3),), (_normal(rng, 4, 3), np.array([2, 5, 2, 0])))),
     "Convolution": KnownLayer(
         "conv2d", ("x",), ("W", "b"),
         lambda op, v: op(v["x"], v["W"], v["b"], stride=v["stride"], pad=v["pad"]),

@@ -255,7 +255,7 @@ def _compare_forward(check: _Check, trial: str, inputs: Sequence[Any],
                        f"{expected}: the loss clips log(y + 1e-7), the book's "
                        f"cross_entropy_error, so saturated logits give {clipped:.4g} instead; "
                        f"the backward (y − t)/N is then not this forward's gradient (harmless "
-                       f"in training; fnnet uses log-softmax)")
+                       f"in training; fnnet's loss has no clip)")
             continue
         hint = _mistake(check, inputs, got) or diagnose(got, want, sizes=_sizes(check, inputs))
         check.fail(trial, f"forward({_describe(check, inputs)})", _values_words(got, want),
@@ -362,7 +362,7 @@ def _gradient_check(check: _Check, trial: str, inputs: Sequence[Any],
         note = (f"{check.name}'s forward is the book's clipped loss −mean log(p + 1e-7): its "
                 f"central differences differ from the exact gradient (y − t)/N by up to "
                 f"1e-7/p, so the tolerance vs numerical is widened to 4·1e-7/min p (up to "
-                f"{rtol:.1e} here); fnnet's log-softmax loss has no clip")
+                f"{rtol:.1e} here); fnnet's loss has no clip")
         if not any(n.startswith(note[:60]) for n in check.notes):
             check.notes.append(note)
     floor = FLOORS["float64"] * (max(1.0, abs(center)) if np.isfinite(center) else 1.0)

@@ -58,7 +58,12 @@ OP_LABELS = {"add": "+", "mul": "×", "sum": "Sum", "repeat": "Repeat", "branch"
              "cross_entropy_error": "Cross\nEntropy", "mean_squared_error": "MSE",
              "conv2d": "Conv", "max_pool2d": "Pooling", "dropout": "Dropout",
              "batch_norm": "Batch\nNorm", "batch_norm_inference": "Batch\nNorm",
-             "embedding": "Embedding", "sigmoid_cross_entropy": "Sigmoid\nwith Loss"}
+             "embedding": "Embedding", "sigmoid_cross_entropy": "Sigmoid\nwith Loss",
+             "embedding_dot": "Embedding\nDot", "rnn": "RNN", "lstm": "LSTM", "gru": "GRU",
+             "time_rnn": "TimeRNN", "time_lstm": "TimeLSTM", "time_gru": "TimeGRU",
+             "time_affine": "TimeAffine", "time_softmax_cross_entropy": "TimeSoftmax\nwith Loss",
+             "attention_weight": "Attention\nWeight", "weight_sum": "Weight\nSum",
+             "time_attention": "Time\nAttention"}
 """How fnnet's ops are labelled: the book's names (ops not listed: by their own name)."""
 
 
