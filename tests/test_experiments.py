@@ -137,3 +137,16 @@ def test_saturation_k_is_the_smallest_k_within_ten_percent_of_the_best(experimen
             {"k": 4, "model_steps_per_s": 100.0}, {"k": 8, "model_steps_per_s": 95.0}]
     assert experiments("sweep_scaling").saturation_k(rows) == 2
     assert experiments("sweep_scaling").saturation_k(rows[:1]) == 1
+
+
+@pytest.mark.slow
+def test_startup_quick_times_a_cold_and_a_warm_run(experiments, tmp_path):
+    out = tmp_path / "startup.json"
+    experiments("startup").main(["--quick", "--out", str(out)])
+    result = json.loads(out.read_text())
+    modes = {row["mode"]: row for row in result["rows"]}
+    assert set(modes) == {"cold", "warm"}
+    for row in modes.values():
+        assert not row["errors"] and row["wall_s"] > row["compile_s"] > 0
+        assert row["programs"] == 4
+    assert out.with_suffix(".md").read_text().count("| train digits, 2 epochs |") == 2
