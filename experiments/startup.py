@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as caches:
         for t, tree in enumerate(trees):  # fill each tree's warm cache once
-            for name, case in cases.items():
+            for case in cases.values():
                 run_once(tree, case, cold=False, cache=Path(caches) / str(t))
         for _ in range(repeats):
             for t, tree in enumerate(trees):
