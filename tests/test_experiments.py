@@ -137,3 +137,13 @@ def test_saturation_k_is_the_smallest_k_within_ten_percent_of_the_best(experimen
             {"k": 4, "model_steps_per_s": 100.0}, {"k": 8, "model_steps_per_s": 95.0}]
     assert experiments("sweep_scaling").saturation_k(rows) == 2
     assert experiments("sweep_scaling").saturation_k(rows[:1]) == 1
+
+
+@pytest.mark.slow
+def test_spiral_quick(experiments, tmp_path):
+    result = run_quick(experiments, "spiral", tmp_path)
+    assert result["settings"]["epochs"] == 3 and len(result["run"]["loss"]) == 3
+    assert result["fnnet_seeds"]["runs"] == 2 == len(result["fnnet_seeds"]["final_loss"])
+    assert set(result["numpy_book_loop_seeds"]) == {"book points", "default_rng(1984) points"}
+    assert len(result["book_run"]["loss"]) == 3
+    assert result["regions"]["shape"][0] > 10
