@@ -147,3 +147,13 @@ def test_spiral_quick(experiments, tmp_path):
     assert set(result["numpy_book_loop_seeds"]) == {"book points", "default_rng(1984) points"}
     assert len(result["book_run"]["loss"]) == 3
     assert result["regions"]["shape"][0] > 10
+
+
+@pytest.mark.slow
+def test_word2vec_quick(experiments, tmp_path):
+    result = run_quick(experiments, "word2vec", tmp_path)
+    assert result["data"]["corpus"] == "synthetic" and result["settings"]["epochs"] == 2
+    assert len(result["history"]["loss"]) == 2
+    assert set(result["queries"]["most_similar"]) == {"you", "year", "car", "toyota"}
+    assert all(len(found) == 5 for found in result["queries"]["analogy"].values())
+    assert len(result["projection"]["words"]) == len(result["projection"]["xy"]) > 4

@@ -55,3 +55,12 @@ def test_book_run_meets_the_target_and_gradcheck_takes_three_classes(tmp_path, c
     assert "2-10-3 sigmoid" in capsys.readouterr().out
     assert main(["gradcheck", "--dataset", "spiral", "--hidden", "4", "--batch-size", "5"]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_seeds_outside_the_legacy_streams_range_are_refused():
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 4294967295\]"):
+        spiral_points(seed=2**32)
+    with pytest.raises(ValueError, match="the test set uses seed \\+ 1"):
+        load_spiral(seed=2**32 - 1)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        spiral_points(seed=-1)

@@ -23,6 +23,9 @@ from fnnet._checks import check_int
 from fnnet.data.dataset import Dataset
 
 SPIRAL_SOURCE = "generated: the sequel's spiral (load_spiral)"
+SEED_MAX = 2**32 - 1
+"""The largest seed ``np.random.RandomState`` takes (:func:`load_spiral`: one less, its test
+set uses ``seed + 1``)."""
 
 
 def spiral_points(points_per_class: int = 100, classes: int = 3, *, noise: float = 0.2,
@@ -34,6 +37,9 @@ def spiral_points(points_per_class: int = 100, classes: int = 3, *, noise: float
     classes = check_int("classes", classes, minimum=2)
     if not noise >= 0:
         raise ValueError(f"noise must be >= 0; got {noise}")
+    seed = check_int("seed", seed, minimum=0)
+    if seed > SEED_MAX:
+        raise ValueError(f"seed must be in [0, {SEED_MAX}] (NumPy's legacy stream); got {seed}")
     rng = np.random.RandomState(seed)  # the book's stream (np.random.seed(1984))
     rate = np.tile(np.arange(points_per_class) / points_per_class, classes)
     arm = np.repeat(np.arange(classes), points_per_class)
@@ -52,6 +58,9 @@ def load_spiral(points_per_class: int = 100, classes: int = 3, *, noise: float =
     >>> data.x_train.shape, data.num_classes, data.x_test.shape
     ((300, 2), 3, (300, 2))
     """
+    if seed == SEED_MAX:
+        raise ValueError(f"seed must be in [0, {SEED_MAX - 1}] (the test set uses seed + 1); "
+                         f"got {seed}")
     x, t = spiral_points(points_per_class, classes, noise=noise, seed=seed)
     x_test, t_test = spiral_points(test_points_per_class or points_per_class, classes,
                                    noise=noise, seed=seed + 1)
