@@ -149,8 +149,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  "held_out_split": held_name, "files": list(corpus.files),
                  "train_tokens": len(corpus.train), "vocabulary_size": V,
                  "train_examples": len(x), "held_out_examples": len(x_held),
-                 "note": ("ptb.train.txt was not found: trained on the valid split (8% of "
-                          "train's tokens), so the vectors are much weaker than the book's"
+                 "note": ("ptb.train.txt was not found: trained on the valid split, 8% of "
+                          "the train split's tokens (the book trains on train)"
                           if corpus.train_split == "valid" else "the book's training split")},
         "history": history.to_dict(),
         "timing": {"wall_s": wall, "train_s": history.wall_s[-1], "compile_s":
