@@ -2,6 +2,8 @@
 
 * :mod:`fnnet.nets.mlp` — :func:`two_layer_net`, :func:`multi_layer_net`;
 * :mod:`fnnet.nets.conv` — :func:`simple_conv_net`, :func:`deep_conv_net`;
+* :mod:`fnnet.nets.word2vec` — :func:`cbow`, :func:`skip_gram` (negative sampling with a
+  :class:`UnigramSampler`), models over word ids (:data:`WORD2VEC_NETS`);
 * :mod:`fnnet.nets.rnnlm` — the sequel's language models :func:`simple_rnnlm`,
   :func:`rnnlm`, :func:`better_rnnlm` (and :func:`language_model` to build others).
 
@@ -13,6 +15,7 @@ bring their own sample batch to ``fnnet gradcheck`` (nets over word ids: no data
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -23,10 +26,20 @@ from fnnet.layers import Model, Shape
 from fnnet.nets.conv import deep_conv_net, simple_conv_net
 from fnnet.nets.mlp import multi_layer_net, two_layer_net
 from fnnet.nets.rnnlm import BOOK_RUNS, better_rnnlm, language_model, rnnlm, simple_rnnlm
+from fnnet.nets.word2vec import (
+    WORD2VEC_NETS,
+    UnigramSampler,
+    cbow,
+    sample_batch,
+    skip_gram,
+    toy_net,
+    unigram_sampler,
+)
 
-__all__ = ["BOOK_RUNS", "CONV_NETS", "LM_NETS", "NETS", "SAMPLED_NETS", "SampledNet",
-           "better_rnnlm", "build_net", "deep_conv_net", "language_model", "multi_layer_net",
-           "rnnlm", "sample_ids", "simple_conv_net", "simple_rnnlm", "two_layer_net"]
+__all__ = ["BOOK_RUNS", "CONV_NETS", "LM_NETS", "NETS", "SAMPLED_NETS", "WORD2VEC_NETS",
+           "SampledNet", "UnigramSampler", "better_rnnlm", "build_net", "cbow",
+           "deep_conv_net", "language_model", "multi_layer_net", "rnnlm", "sample_ids",
+           "simple_conv_net", "simple_rnnlm", "skip_gram", "two_layer_net", "unigram_sampler"]
 
 
 def _two_layer(input_shape: Shape, num_classes: int, *, hidden: Sequence[int] = (50,),
@@ -122,6 +135,19 @@ def _lm_check(name: str, **sizes: Any) -> SampledNet:
                       f"word ids")
 
 
+def _word2vec_check(name: str) -> SampledNet:
+    def sample(model: Model, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        del seed  # the book's toy corpus: a fixed batch
+        shape = model.input_shape if name == "cbow" else model.output_shape[:-1]
+        x, t = sample_batch(name, window_size=shape[0] // 2)
+        return x[:batch_size], t[:batch_size]
+
+    return SampledNet(functools.partial(toy_net, name),
+                      MappingProxyType({"hidden_size": 3, "window_size": 1}),
+                      f"the sequel's ch4 {name} with negative sampling on the toy corpus "
+                      f"'You say goodbye and I say hello.'", sample)
+
+
 SAMPLED_NETS: dict[str, SampledNet] = {
     "simple-rnnlm": _lm_check("simple-rnnlm", vocabulary_size=20, wordvec_size=4,
                               hidden_size=3, time_size=4, embedding_init=1.0),
@@ -130,6 +156,8 @@ SAMPLED_NETS: dict[str, SampledNet] = {
     "better-rnnlm": _lm_check("better-rnnlm", vocabulary_size=20, wordvec_size=4,
                               hidden_size=4, time_size=4, embedding_init=1.0,
                               dropout=0.5),
+    "cbow": _word2vec_check("cbow"),
+    "skip-gram": _word2vec_check("skip-gram"),
 }
 """Nets ``fnnet gradcheck --net`` checks on a batch of their own (:class:`SampledNet`), by
 name; the sequel's other nets over word ids (word2vec, seq2seq) register here too."""
