@@ -67,10 +67,10 @@ def numpy_runner(params: dict, ids: np.ndarray, sizes: dict) -> Callable:
     return run
 
 
-def torch_runner(params: dict, ids: np.ndarray, sizes: dict) -> Callable:
+def torch_runner(params: dict, ids: np.ndarray, sizes: dict, threads: int | None) -> Callable:
     from peers.torch_rnnlm import Trainer
 
-    trainer = Trainer(params, LR, MAX_GRAD)
+    trainer = Trainer(params, LR, MAX_GRAD, threads=threads)
     x, t = sequence_batches(ids, sizes["B"], sizes["T"])
 
     def run() -> np.ndarray:
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=10, help="steps per round and implementation")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--no-torch", action="store_true", help="leave the PyTorch row out")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch.set_num_threads (default: the cores this process may use)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: tiny shapes, 2 rounds; writes benchmark_rnnlm_quick.*")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     elif importlib.util.find_spec("torch") is None:
         skipped = "torch is not installed (pip install torch)"
     else:
-        makers["PyTorch nn.LSTM (CPU, eager)"] = lambda: torch_runner(params, ids, sizes)
+        makers["PyTorch nn.LSTM (CPU, eager)"] = lambda: torch_runner(params, ids, sizes,
+                                                                      args.torch_threads)
     runners, compile_s, first_losses = {}, {}, {}
     for name, make in makers.items():
         runners[name] = make()
@@ -134,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     env = environment()
     result = {
         "settings": {**sizes, "lr": LR, "max_grad": MAX_GRAD, "rounds": args.rounds,
+                     "torch_threads": args.torch_threads,
                      "dtype": "float32", "data": "random word ids (seed 0)"},
         "median_ms_per_step": median_ms, "words_per_s": words_per_s,
         "manual_speedup_over": ratios, "manual_speedup_over_median_of_round_ratios": round_ratios,
