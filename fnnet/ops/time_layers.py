@@ -185,13 +185,15 @@ def time_softmax_cross_entropy_reference(xs: jax.Array, ts: jax.Array, *,
 
 # --- time_affine_softmax_cross_entropy: the two fused, in row blocks -------------------------
 
-BLOCK_BYTES = 3 * 2**19
+BLOCK_BYTES = 3 * 2**20
 """Bytes of logits per row block of :func:`time_affine_softmax_cross_entropy` on a CPU: a
 block's ``(R, V)`` logits stay in the cache from the matmul that makes them to the two that
 use them. At the sequel's ch6 shapes (700 rows, V = 10 000), forward + backward on this
-project's shared 2-core CPU (load ~10), autodiff of the pair taking 461 ms: blocks of 0.75,
-1.5, 3, 6, 12 MiB and all 700 rows took 249, 223, 246, 300, 361 and 451 ms. 1.5 MiB is
-~39 rows there. Other backends use one block (all rows): a GPU wants the large matmuls."""
+project's shared 2-core CPU, against autodiff of the pair in the same run: at load ~7,
+blocks of 1.5, 2, 2.5, 3 and 4 MiB were 1.44, 1.40, 1.46, 1.63 and 1.60× faster (3 MiB
+105 ms against 169 ms); at load ~10, 0.75, 1.5, 3, 6, 12 MiB and one block of all 700 rows
+1.85, 2.08, 1.57, 1.57, 1.20 and 1.00×. 3 MiB is ~78 rows there. Other backends use one
+block (all rows): a GPU wants the large matmuls."""
 
 
 def _block_rows(rows: int, V: int, itemsize: int) -> int:
