@@ -482,6 +482,7 @@ def fit(
     settings: dict[str, Any] | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_epoch_params: Callable[[dict[str, Any], Params, State], None] | None = None,
     matmul_precision: str = "default",
 ) -> tuple[Params, History]:
     """Train ``model`` from ``params`` on ``data`` and evaluate after every epoch.
@@ -520,6 +521,8 @@ def fit(
       settings: JSON-able description of the run, stored in checkpoints.
       progress: show a tqdm bar over the steps.
       on_epoch: called with each epoch's record (a dict) after it is evaluated.
+      on_epoch_params: called after ``on_epoch`` with the record, the epoch's parameters and
+        model state (readable by this process), e.g. to decode a few examples.
       matmul_precision: float32 matmul precision of the compiled steps and evaluation
         (:data:`fnnet.precision.MATMUL_PRECISIONS`; ``"default"``: TF32 on NVIDIA GPUs).
 
@@ -569,6 +572,7 @@ def fit(
                                       checkpoint_dir=checkpoint_dir,
                                       checkpoint_every=checkpoint_every, resume=resume,
                                       settings=settings, progress=progress, on_epoch=on_epoch,
+                                      on_epoch_params=on_epoch_params,
                                       matmul_precision=matmul_precision)
     history.compile_s, history.compilations = compiles.seconds, compiles.programs
     history.cache_hits = compiles.cache_hits
@@ -581,7 +585,7 @@ def _train(model: Model, programs: _Programs, place: _Placement, train_state: Tr
            key: jax.Array, train_data: tuple, eval_sets: tuple,
            plan: list[int], compiles: CompileStats, *, num_examples: int, batch_size: int,
            checkpoint_dir, checkpoint_every: int, resume: bool, settings, progress: bool,
-           on_epoch, matmul_precision: str) -> tuple[History, TrainState]:
+           on_epoch, on_epoch_params, matmul_precision: str) -> tuple[History, TrainState]:
     """The epoch loop of :func:`fit`: train, check, evaluate, record, checkpoint."""
     held = contextlib.ExitStack()  # the precision, the checkpoint directory's lock
     try:
@@ -642,6 +646,8 @@ def _train(model: Model, programs: _Programs, place: _Placement, train_state: Tr
                 bar.set_postfix(loss=f"{record['loss']:.4f}", test_acc=f"{test_acc:.4f}")
                 if on_epoch is not None:
                     on_epoch(record)
+                if on_epoch_params is not None:
+                    on_epoch_params(record, *local)
         except KeyboardInterrupt:
             if run.saved_step != run.step:
                 save()

@@ -137,3 +137,95 @@ def test_saturation_k_is_the_smallest_k_within_ten_percent_of_the_best(experimen
             {"k": 4, "model_steps_per_s": 100.0}, {"k": 8, "model_steps_per_s": 95.0}]
     assert experiments("sweep_scaling").saturation_k(rows) == 2
     assert experiments("sweep_scaling").saturation_k(rows[:1]) == 1
+
+
+# --- the sequel's seq2seq (chapters 7–8) ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_seq2seq_addition_quick(experiments, tmp_path):
+    result = run_quick(experiments, "seq2seq_addition", tmp_path, "--runs", "reversed + peeky",
+                       "--no-progress")
+    run = result["runs"]["reversed + peeky"]
+    assert run["net"] == "peeky" and run["reverse"] is True
+    assert run["history"]["epoch"] == [1, 2]
+    assert run["command"].startswith("fnnet seq2seq --dataset addition --net peeky --reverse")
+    assert result["summary"]["peeky_acc_at_epoch_15"] is None  # 2 epochs only
+
+
+@pytest.mark.slow
+def test_seq2seq_dates_quick(experiments, tmp_path):
+    result = run_quick(experiments, "seq2seq_dates", tmp_path, "--no-progress",
+                       "--examples", "0", "3")
+    assert result["run"]["net"] == "attention" and result["settings"]["epochs"] == 1
+    assert [m["row"] for m in result["attention"]] == [0, 3]
+    for example in result["attention"]:
+        weights = np.asarray(example["weights"])
+        assert weights.shape == (10, len(example["question"]))  # reading order, no padding
+        assert np.all(weights >= 0) and np.all(weights.sum(axis=1) <= 1 + 1e-3)
+    assert (tmp_path / "seq2seq_dates_quick_attention.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_benchmark_seq2seq_quick(experiments, tmp_path):
+    out = tmp_path / "s2s.json"
+    assert experiments("benchmark_seq2seq").main(["--quick", "--no-torch", "--out",
+                                                  str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["epoch_s_median"]) == {"fnnet-manual", "fnnet-autodiff", "numpy-book"}
+    losses = list(result["mean_loss"].values())
+    assert max(losses) - min(losses) < 1e-4  # same init, same batches, the book's Adam
+    assert result["torch_skipped"] == "--no-torch" and result["loadavg_before"]
+    assert "numpy-book_over_manual" in result["ratios"]
+
+
+@pytest.fixture(scope="module")
+def tiny_addition():
+    from fnnet.data import load_seq2seq
+
+    return load_seq2seq("addition", reverse=True, size=200)
+
+
+@pytest.mark.parametrize("net", ["seq2seq", "peeky"])
+def test_numpy_seq2seq_peer_gradient_matches_fnnet(experiments, tiny_addition, net):
+    """The book's NumPy seq2seq and fnnet's hand rules give the same loss and gradients."""
+    nb = experiments("peers.numpy_seq2seq")
+    from fnnet.nets import seq2seq as nets
+
+    data = tiny_addition
+    with jax.default_matmul_precision("highest"):
+        model = nets.build(nets.config_for(net, data, wordvec_size=3, hidden_size=5))
+        params = jax.device_get(model.init(jax.random.key(1)))
+        params = jax.tree.map(lambda p: p + np.float32(0.3) * np.random.default_rng(0)
+                              .standard_normal(p.shape).astype(np.float32), params)
+        x, t = data.x_train[:6], data.t_train[:6]
+        loss, grads = jax.jit(jax.value_and_grad(model.loss))(params, x, t)
+    peer_loss, peer_grads = nb.gradient(params, x, t, start_id=data.start_id,
+                                        peeky=net == "peeky")
+    assert abs(float(loss) - peer_loss) <= 1e-5
+    for (path, ours), theirs in zip(jax.tree_util.tree_leaves_with_path(grads),
+                                    jax.tree.leaves(peer_grads), strict=True):
+        assert theirs.dtype == np.float32
+        np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-6,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
+def test_torch_seq2seq_peer_loss_matches_fnnet(experiments, tiny_addition):
+    pytest.importorskip("torch")
+    peer = experiments("peers.torch_seq2seq")
+    import torch
+
+    from fnnet.nets import seq2seq as nets
+
+    data = tiny_addition
+    model = nets.build(nets.config_for("peeky", data, wordvec_size=3, hidden_size=5))
+    params = jax.device_get(model.init(jax.random.key(1)))
+    x, t = data.x_train[:6], data.t_train[:6]
+    net = peer.PeekySeq2seq(params)
+    decoder_in = torch.from_numpy(np.concatenate(
+        [np.full((6, 1), data.start_id), t[:, :-1]], axis=1).astype(np.int64))
+    with torch.no_grad():
+        logits = net(torch.from_numpy(x.astype(np.int64)), decoder_in)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                 torch.from_numpy(t.astype(np.int64)).reshape(-1))
+    assert abs(float(loss) - float(model.loss(params, x, t))) <= 1e-5

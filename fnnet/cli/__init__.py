@@ -2,7 +2,9 @@
 
 * :mod:`fnnet.cli.train` — ``fnnet train``: train one of the book's nets;
 * :mod:`fnnet.cli.gradcheck` — ``fnnet gradcheck``: manual vs autodiff vs numerical, per leaf;
-* :mod:`fnnet.cli.sweep` — ``fnnet sweep``: the book's hyperparameter search in one program.
+* :mod:`fnnet.cli.sweep` — ``fnnet sweep``: the book's hyperparameter search in one program;
+* :mod:`fnnet.cli.seq2seq` — ``fnnet seq2seq``: the sequel's encoder–decoders on addition
+  and dates.
 
 Each command module has ``add_parser(commands)``, which registers its flags and handler; the
 flags and checks they share live in :mod:`fnnet.cli.flags` and :mod:`fnnet.cli.common`.
@@ -32,7 +34,7 @@ import time
 import warnings
 from collections.abc import Sequence
 
-from fnnet.cli import common, gradcheck, sweep, train
+from fnnet.cli import common, gradcheck, seq2seq, sweep, train
 from fnnet.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILURE,
@@ -43,7 +45,7 @@ from fnnet.cli.common import (
     UsageError,
 )
 
-COMMANDS = (train, gradcheck, sweep)
+COMMANDS = (train, gradcheck, sweep, seq2seq)
 """The subcommand modules, in the order ``fnnet --help`` lists them."""
 
 __all__ = ["COMMANDS", "build_parser", "main"]

@@ -15,13 +15,14 @@ Anything corrupt, truncated or inconsistent raises :class:`DatasetError` naming 
 dataset is returned whole or not at all.
 
 Text for the sequel's language models comes as a :class:`Corpus` of word ids:
-:func:`load_ptb` (Penn Treebank, :mod:`fnnet.data.ptb`).
+:func:`load_ptb` (Penn Treebank, :mod:`fnnet.data.ptb`). Its seq2seq sets (addition, dates)
+are generated from a seed as character ids: :func:`load_seq2seq` (:mod:`fnnet.data.seq2seq`).
 
 The modules, one concern each: :mod:`~fnnet.data.dataset` (the container),
 :mod:`~fnnet.data.idx` (the file format), :mod:`~fnnet.data.files` (where files are looked
 for), :mod:`~fnnet.data.download` (verified downloads), :mod:`~fnnet.data.cache` (decoded
 copies), :mod:`~fnnet.data.digits`, :mod:`~fnnet.data.mnist`, :mod:`~fnnet.data.spiral` and
-:mod:`~fnnet.data.ptb` (the loaders).
+:mod:`~fnnet.data.ptb` and :mod:`~fnnet.data.seq2seq` (the loaders).
 
 Example::
 
@@ -41,6 +42,13 @@ from fnnet.data.files import SYSTEM_DATA_DIR, cache_dir, search_path
 from fnnet.data.idx import read_idx, write_idx
 from fnnet.data.mnist import IDX_DATASETS, find_dataset_files, load_idx_dataset
 from fnnet.data.ptb import Corpus, load_ptb
+from fnnet.data.seq2seq import (
+    SEQ2SEQ_DATASETS,
+    Seq2seqData,
+    Vocabulary,
+    encode_questions,
+    load_seq2seq,
+)
 from fnnet.data.spiral import load_spiral
 
 __all__ = [
@@ -52,18 +60,23 @@ __all__ = [
     "INPUT_SIZES",
     "MIRRORS",
     "NUM_CLASSES",
+    "SEQ2SEQ_DATASETS",
     "SYSTEM_DATA_DIR",
     "Corpus",
     "Dataset",
     "DatasetError",
     "Mirror",
+    "Seq2seqData",
+    "Vocabulary",
     "cache_dir",
     "download_dataset",
+    "encode_questions",
     "find_dataset_files",
     "load_dataset",
     "load_digits",
     "load_idx_dataset",
     "load_ptb",
+    "load_seq2seq",
     "load_spiral",
     "read_idx",
     "search_path",

@@ -1,7 +1,10 @@
 """The books' networks, built from :mod:`fnnet.layers`, and the registry of their names.
 
 * :mod:`fnnet.nets.mlp` — :func:`two_layer_net`, :func:`multi_layer_net`;
-* :mod:`fnnet.nets.conv` — :func:`simple_conv_net`, :func:`deep_conv_net`.
+* :mod:`fnnet.nets.conv` — :func:`simple_conv_net`, :func:`deep_conv_net`;
+* :mod:`fnnet.nets.seq2seq` — the sequel's encoder–decoders ``seq2seq``, ``peeky_seq2seq``
+  and ``attention_seq2seq`` (the module keeps the name: ``fnnet.nets.seq2seq.seq2seq``);
+  they take character ids, not the classifiers' examples, so they are not in :data:`NETS`.
 
 :data:`NETS` holds the classifiers by the names the command line takes (``--net``);
 :func:`build_net` builds one for an example shape and a number of classes.
