@@ -15,14 +15,17 @@ Anything corrupt, truncated or inconsistent raises :class:`DatasetError` naming 
 dataset is returned whole or not at all.
 
 Text for the sequel's language models comes as a :class:`Corpus` of word ids:
-:func:`load_ptb` (Penn Treebank, :mod:`fnnet.data.ptb`). Its seq2seq sets (addition, dates)
-are generated from a seed as character ids: :func:`load_seq2seq` (:mod:`fnnet.data.seq2seq`).
+:func:`load_ptb` (Penn Treebank, :mod:`fnnet.data.ptb`); :func:`preprocess` turns a string
+into ids and :func:`create_contexts_target` a corpus into word2vec's examples
+(:mod:`fnnet.data.text`). Its seq2seq sets (addition, dates) are generated from a seed as
+character ids: :func:`load_seq2seq` (:mod:`fnnet.data.seq2seq`).
 
 The modules, one concern each: :mod:`~fnnet.data.dataset` (the container),
 :mod:`~fnnet.data.idx` (the file format), :mod:`~fnnet.data.files` (where files are looked
 for), :mod:`~fnnet.data.download` (verified downloads), :mod:`~fnnet.data.cache` (decoded
-copies), :mod:`~fnnet.data.digits`, :mod:`~fnnet.data.mnist`, :mod:`~fnnet.data.spiral` and
-:mod:`~fnnet.data.ptb` and :mod:`~fnnet.data.seq2seq` (the loaders).
+copies), :mod:`~fnnet.data.digits`, :mod:`~fnnet.data.mnist`, :mod:`~fnnet.data.spiral`,
+:mod:`~fnnet.data.ptb` and :mod:`~fnnet.data.seq2seq` (the loaders), :mod:`~fnnet.data.text`
+(text as ids, word2vec's windows).
 
 Example::
 
@@ -50,6 +53,7 @@ from fnnet.data.seq2seq import (
     load_seq2seq,
 )
 from fnnet.data.spiral import load_spiral
+from fnnet.data.text import TOY_TEXT, create_contexts_target, preprocess
 
 __all__ = [
     "CLASSES",
@@ -62,6 +66,7 @@ __all__ = [
     "NUM_CLASSES",
     "SEQ2SEQ_DATASETS",
     "SYSTEM_DATA_DIR",
+    "TOY_TEXT",
     "Corpus",
     "Dataset",
     "DatasetError",
@@ -69,6 +74,7 @@ __all__ = [
     "Seq2seqData",
     "Vocabulary",
     "cache_dir",
+    "create_contexts_target",
     "download_dataset",
     "encode_questions",
     "find_dataset_files",
@@ -78,6 +84,7 @@ __all__ = [
     "load_ptb",
     "load_seq2seq",
     "load_spiral",
+    "preprocess",
     "read_idx",
     "search_path",
     "write_idx",

@@ -2,6 +2,8 @@
 
 * :mod:`fnnet.nets.mlp` — :func:`two_layer_net`, :func:`multi_layer_net`;
 * :mod:`fnnet.nets.conv` — :func:`simple_conv_net`, :func:`deep_conv_net`;
+* :mod:`fnnet.nets.word2vec` — :func:`cbow`, :func:`skip_gram` (negative sampling with a
+  :class:`UnigramSampler`), models over word ids (:data:`WORD2VEC_NETS`);
 * :mod:`fnnet.nets.seq2seq` — the sequel's encoder–decoders ``seq2seq``, ``peeky_seq2seq``
   and ``attention_seq2seq`` (the module keeps the name: ``fnnet.nets.seq2seq.seq2seq``);
   they take character ids, not the classifiers' examples, so they are not in :data:`NETS`.
@@ -18,9 +20,17 @@ from typing import Any
 from fnnet.layers import Model, Shape
 from fnnet.nets.conv import deep_conv_net, simple_conv_net
 from fnnet.nets.mlp import multi_layer_net, two_layer_net
+from fnnet.nets.word2vec import (
+    WORD2VEC_NETS,
+    UnigramSampler,
+    cbow,
+    skip_gram,
+    unigram_sampler,
+)
 
-__all__ = ["CONV_NETS", "NETS", "build_net", "deep_conv_net", "multi_layer_net",
-           "simple_conv_net", "two_layer_net"]
+__all__ = ["CONV_NETS", "NETS", "WORD2VEC_NETS", "UnigramSampler", "build_net", "cbow",
+           "deep_conv_net", "multi_layer_net", "simple_conv_net", "skip_gram", "two_layer_net",
+           "unigram_sampler"]
 
 
 def _two_layer(input_shape: Shape, num_classes: int, *, hidden: Sequence[int] = (50,),
