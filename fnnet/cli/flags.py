@@ -49,7 +49,7 @@ def add_net_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The net and its shape options (train, gradcheck and sweep)."""
     from fnnet.init import INITIALIZERS
     from fnnet.layers import ACTIVATIONS
-    from fnnet.nets import NETS
+    from fnnet.nets import BOOK_INIT, NETS
 
     model = parser.add_argument_group("model")
     model.add_argument("--net", choices=NETS, default="two-layer",
@@ -64,9 +64,10 @@ def add_net_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     model.add_argument("--activation", choices=ACTIVATIONS, default="relu",
                        help="the hidden layers' activation (conv nets: relu only)")
     model.add_argument("--init", choices=INITIALIZERS, default=None,
-                       help="normal = N(0, 0.01²) (the book's), xavier = N(0, 1/fan_in), "
-                            "he = N(0, 2/fan_in) (fan_in = C·FH·FW for kernels); default: he "
-                            "for deep-conv, normal otherwise")
+                       help="normal = N(0, 0.01²), xavier = N(0, 1/fan_in), he = N(0, "
+                            "2/fan_in) (fan_in = C·FH·FW for kernels); default: the book's "
+                            "for each net: " + ", ".join(f"{net} {init}" for net, init in
+                                                         BOOK_INIT.items()))
     model.add_argument("--batchnorm", action="store_true",
                        help="batch norm after each hidden affine (two-layer and mlp)")
     model.add_argument("--dropout", type=fraction, default=None, metavar="RATE",
@@ -122,9 +123,9 @@ def add_optimizer_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
 def net_options(args: argparse.Namespace) -> dict[str, Any]:
     """The builder options of ``--net`` from the net flags, each checked to apply to that net
     (``args.init`` and ``args.hidden`` are resolved to what is used, for the record)."""
-    from fnnet.nets import CONV_NETS
+    from fnnet.nets import BOOK_INIT, CONV_NETS
 
-    args.init = args.init or ("he" if args.net == "deep-conv" else "normal")
+    args.init = args.init or BOOK_INIT[args.net]
     options: dict[str, Any] = {"weight_init": args.init}
     if args.net in CONV_NETS:
         for flag, given in (("--hidden", args.hidden), ("--batchnorm", args.batchnorm),

@@ -29,7 +29,7 @@ def multi_layer_net(
     output_size: int,
     *,
     activation: str = "relu",
-    weight_init: str | float | Initializer = "normal",
+    weight_init: str | float | Initializer = "he",
     grads: str = "manual",
     dtype: jnp.dtype = jnp.float32,
     weight_decay: float = 0.0,
@@ -49,8 +49,10 @@ def multi_layer_net(
       hidden_sizes: width of each hidden layer (any depth, may be empty).
       output_size: number of classes, C ≥ 2.
       activation: ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
-      weight_init: ``"normal"`` (std 0.01, the book's), ``"xavier"``, ``"he"``, a float std,
-        or an initializer ``(key, shape, dtype) -> array`` (see :mod:`fnnet.init`).
+      weight_init: ``"he"`` (the default, as the book's ``MultiLayerNet``:
+        ``weight_init_std='relu'``), ``"xavier"``, ``"normal"`` (std 0.01, the book's
+        ``TwoLayerNet``'s, which leaves a deep ReLU net at chance), a float std, or an
+        initializer ``(key, shape, dtype) -> array`` (see :mod:`fnnet.init`).
       grads: ``"manual"`` (hand-derived custom_vjp rules) or ``"autodiff"`` (jax.grad).
       dtype: parameter dtype.
       weight_decay: λ of the book's weight decay, ``½·λ·ΣW²`` added to the training loss
@@ -94,7 +96,8 @@ def two_layer_net(
     """The book's ``TwoLayerNet``: ``Affine → activation → Affine → Softmax-with-Loss``.
 
     Params: ``{"affine1": {"W": (D, H), "b": (H,)}, "affine2": {"W": (H, C), "b": (C,)}}``.
-    See :func:`multi_layer_net` for the arguments.
+    See :func:`multi_layer_net` for the arguments; ``weight_init`` defaults to the book's
+    ``TwoLayerNet``'s ``N(0, 0.01²)``.
 
     >>> import jax
     >>> net = two_layer_net(784, 50, 10)
