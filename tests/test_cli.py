@@ -66,9 +66,8 @@ def test_mlp_with_autodiff_and_optax_and_steps(capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--lr", "-0.1"],
-     "argument --lr: must be a number in [1.18e-38, 3.4e+38] (float32's normal range), got -0.1"),
-    (["--lr", "1e39"], "argument --lr: must be a number in [1.18e-38, 3.4e+38]"),
+    (["--lr", "-0.1"], "argument --lr: must be a number > 0, got -0.1"),
+    (["--lr", "1e39"], "argument --lr: must be at most 3.4e+38 (float32's largest number)"),
     (["--batch-size", "5000"], "--batch-size 5000 is larger than the digits training set"),
     (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
     (["--hidden", "10", "--hidden", "5"], "--net two-layer takes exactly one --hidden"),
@@ -259,7 +258,7 @@ def test_out_is_replaced_atomically_and_a_full_disk_names_the_file(tmp_path, mon
     (["gradcheck", "--seed", "99999999999999999999999"], "argument --seed: must be an integer"),
     (["gradcheck", "--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295]"),
     (["train", "--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295]"),
-    (["train", "--lr", "1e-50"], "argument --lr: must be a number in [1.18e-38, 3.4e+38]"),
+    (["train", "--lr", "1e-50"], "argument --lr: must be at least 1.18e-38 (float32's smallest"),
     (["train", "--coordinator", "notahost", "--num-processes", "1", "--process-id", "0"],
      "--coordinator notahost: expected HOST:PORT with a port in 1..65535"),
     (["train", "--coordinator", "host:0", "--num-processes", "1", "--process-id", "0"],
@@ -431,3 +430,88 @@ def test_the_command_imports_jax_inside_main_so_ctrl_c_there_is_one_line(monkeyp
     monkeypatch.setattr("fnnet.cli.build_parser", interrupted_import)
     assert main(["train"]) == 130
     assert capsys.readouterr().err == "fnnet: interrupted\n"
+
+
+# --- page by page with the book (issue 18): help text and error wording --------------------
+
+
+def _subcommand_parsers():
+    from fnnet.cli import build_parser
+
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return parser, commands.choices
+
+
+def test_every_flag_of_every_command_has_help_text_and_the_commands_say_what_they_train():
+    parser, commands = _subcommand_parsers()
+    undocumented = [f"{name} {action.option_strings[0]}" for name, sub in commands.items()
+                    for action in sub._actions
+                    if action.option_strings and action.help in (None, "")
+                    and action.option_strings[0] != "--help"]
+    assert undocumented == []
+    overview = " ".join(parser.format_help().split())
+    train_help = " ".join(commands["train"].format_help().split())
+    for text in (overview, train_help):
+        assert "two-layer net or MLP" not in text and "SimpleConvNet" in text
+    assert "mlp he" in train_help and "two-layer normal" in train_help
+
+
+def test_split_seed_sits_in_the_held_out_validation_group():
+    _, commands = _subcommand_parsers()
+    [group] = [g for g in commands["train"]._action_groups if g.title.startswith("held-out")]
+    assert "--split-seed" in {o for a in group._group_actions for o in a.option_strings}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--devices", "3"], f"--devices 3: JAX sees {jax.device_count()} device"),
+    (["--dataset", "digits", "--data-dir", "/nonexistent"],
+     "--data-dir does not apply to --dataset digits"),
+    (["--no-download"], "--no-download does not apply to --dataset digits"),
+    (["--train-size", "100", "--validation", "0.99"],
+     "--batch-size 100 is larger than the 1 training example left after --validation 0.99 "
+     "holds out 99 of 100"),
+    (["--lr", "0"], "argument --lr: must be a number > 0, got 0"),
+    (["--lr", "1e-50"], "argument --lr: must be at least 1.18e-38"),
+    (["--lr", "1e39"], "argument --lr: must be at most 3.4e+38"),
+])
+def test_errors_name_the_flag_and_say_what_is_wrong(argv, message, monkeypatch, capsys):
+    assert _exit_status(["train", *argv, *FAST]) == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_a_used_checkpoint_dir_is_refused_naming_both_flags_before_the_data_loads(
+        tmp_path, monkeypatch, capsys):
+    import fnnet.data
+
+    (tmp_path / "step_00000014.npz").write_bytes(b"")
+    monkeypatch.setattr(fnnet.data, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    assert _exit_status(["train", "--checkpoint-dir", str(tmp_path), *FAST]) == 2
+    err = _one_error_line(capsys)
+    assert f"--checkpoint-dir {tmp_path} already holds checkpoints" in err and "--resume" in err
+
+
+def test_gradcheck_refuses_data_flags_that_do_not_apply(capsys):
+    assert _exit_status(["gradcheck", "--data-dir", "/nonexistent"]) == 2
+    assert "--data-dir does not apply to --dataset digits" in _one_error_line(capsys)
+
+
+def test_sweep_range_errors_name_the_flag_once(capsys):
+    assert _exit_status(["sweep", "--lr", "1e-2:1e-6", *FAST]) == 2
+    err = _one_error_line(capsys)
+    assert "argument --lr: the range 0.01:1e-06 is inverted" in err and "--lr: --lr" not in err
+
+
+def test_offline_mnist_advice_speaks_to_a_command_line_user(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FNNET_DATA", raising=False)
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    assert main(["train", "--dataset", "mnist", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "network is unreachable" in err and "download=True" not in err
+    assert main(["train", "--dataset", "mnist", "--no-download", *FAST]) == 1
+    assert "--no-download" in capsys.readouterr().err

@@ -120,6 +120,37 @@ def add_optimizer_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
 # --- flags into objects --------------------------------------------------------------------
 
 
+def check_data_flags(args: argparse.Namespace) -> None:
+    """``--data-dir`` and ``--no-download`` apply to the IDX datasets only (digits are
+    bundled, the spiral generated): never silently ignored."""
+    from fnnet.data import IDX_DATASETS
+
+    if args.dataset in IDX_DATASETS:
+        return
+    for flag, given in (("--data-dir", args.data_dir is not None),
+                        ("--no-download", args.no_download)):
+        if given:
+            raise UsageError(f"{flag} does not apply to --dataset {args.dataset} (nothing is "
+                             f"read from files or downloaded for it)")
+
+
+def check_batch_fits(args: argparse.Namespace, data: Any) -> None:
+    """``--batch-size`` no larger than the training examples ``fit`` gets (after the
+    ``--train-size`` cut and the ``--validation`` hold-out, which the message names)."""
+    n = len(data.x_train)
+    if args.batch_size <= n:
+        return
+    if args.validation is None:
+        where = (f"the first --train-size {args.train_size}" if args.train_size is not None
+                 else f"the {args.dataset} training set")
+        raise UsageError(f"--batch-size {args.batch_size} is larger than {where} ({n} "
+                         f"examples)")
+    total = n + len(data.x_test)
+    raise UsageError(f"--batch-size {args.batch_size} is larger than the {n} training "
+                     f"example{'s' if n != 1 else ''} left after --validation {args.validation} "
+                     f"holds out {len(data.x_test)} of {total}")
+
+
 def net_options(args: argparse.Namespace) -> dict[str, Any]:
     """The builder options of ``--net`` from the net flags, each checked to apply to that net
     (``args.init`` and ``args.hidden`` are resolved to what is used, for the record)."""

@@ -23,7 +23,8 @@ def add_parser(commands: Any) -> None:
                     "Exits 1 if any leaf is out of tolerance.",
         formatter_class=common.DefaultsFormatter)
     flags.add_net_flags(check)
-    check.add_argument("--dataset", choices=DATASETS, default="digits")
+    check.add_argument("--dataset", choices=DATASETS, default="digits",
+                       help="the training set the checked samples are drawn from")
     check.add_argument("--data-dir", type=Path, default=None,
                        help="directory holding the IDX files (see fnnet train --help)")
     check.add_argument("--no-download", action="store_true",
@@ -35,7 +36,9 @@ def add_parser(commands: Any) -> None:
                             "reference is always float64)")
     check.add_argument("--max-entries", type=common.positive_int, default=64,
                        help="entries per leaf checked numerically (a seeded random subset)")
-    check.add_argument("--seed", type=common.seed, default=0)
+    check.add_argument("--seed", type=common.seed, default=0,
+                       help="seeds the sample choice, the init, the dropout mask and the "
+                            "numerically checked entries")
     check.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
                        help="float32 matmul precision of the three gradients; highest on every "
                             "device, so GPUs' TF32 does not make correct rules look wrong")
@@ -50,6 +53,7 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     from fnnet.gradcheck import gradcheck_model
     from fnnet.results import environment, write_json
 
+    flags.check_data_flags(args)
     options = flags.net_options(args)
     common.check_writable("--json", args.json)
     if "hidden" in options:

@@ -24,10 +24,13 @@ def add_parser(commands: Any) -> None:
     from fnnet.precision import MATMUL_PRECISIONS, PRECISIONS
 
     train = commands.add_parser(
-        "train", help="train a two-layer net or MLP and report accuracy",
-        description="Train the book's two-layer net (or an MLP) with a jit-compiled, scan-fused "
-                    "training loop. Prints one line per epoch (mean loss, train/test accuracy, "
-                    "steps/s) and a final summary.",
+        "train", help="train one of the book's nets (TwoLayerNet, MultiLayerNet, "
+                      "SimpleConvNet, DeepConvNet) and report accuracy",
+        description="Train one of the book's nets (--net: TwoLayerNet, MultiLayerNet or "
+                    "MultiLayerNetExtend, SimpleConvNet, DeepConvNet) with a jit-compiled, "
+                    "scan-fused training loop. Prints one line per epoch (mean loss, "
+                    "train/test accuracy, steps/s) and a final summary with where the time "
+                    "went.",
         formatter_class=common.DefaultsFormatter)
     flags.add_data_flags(train)
     flags.add_model_flags(train)
@@ -39,8 +42,8 @@ def add_parser(commands: Any) -> None:
                         help="number of steps instead (the last epoch may be partial)")
     opt.add_argument("--seed", type=common.seed, default=0,
                      help="seeds the init and the batch order")
-    flags.add_split_flags(train)
-    train.add_argument("--split-seed", type=common.seed, default=None,
+    split = flags.add_split_flags(train)
+    split.add_argument("--split-seed", type=common.seed, default=None,
                        help="seeds the --validation split (default: --seed); validation "
                             "accuracy is reported each epoch in place of the test accuracy, "
                             "and the test set is evaluated once at the end")
@@ -60,8 +63,12 @@ def add_parser(commands: Any) -> None:
                             "batch split across devices; --batch-size must divide by N")
     scale.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                        help="multi-host: address of process 0 (jax.distributed.initialize)")
-    scale.add_argument("--num-processes", type=common.positive_int, default=None)
-    scale.add_argument("--process-id", type=int, default=None)
+    scale.add_argument("--num-processes", type=common.positive_int, default=None, metavar="N",
+                       help="multi-host: the number of processes in the run (one per host "
+                            "or GPU), each started with the same command")
+    scale.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="multi-host: this process's number, in [0, --num-processes); "
+                            "process 0 runs on the --coordinator host and writes the outputs")
     scale.add_argument("--distributed-timeout", type=common.positive_int, default=60,
                        metavar="SECONDS",
                        help="multi-host: give up joining the coordinator after this long")
@@ -116,11 +123,13 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
     from fnnet.results import environment, write_json
     from fnnet.train import NonFiniteLossError, epoch_plan, fit, init_from_seed
 
+    flags.check_data_flags(args)
     options = flags.net_options(args)
     optimizer = flags.optimizer_from_args(args)
     device = common.select_device(args.device)
     if args.devices is not None and device is not None:
         raise UsageError("give --device or --devices, not both")
+    common.check_device_count(args.devices)
     if args.resume and args.checkpoint_dir is None:
         raise UsageError("--resume needs --checkpoint-dir")
     if args.plot is not None:
@@ -132,6 +141,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
         from fnnet.checkpoint import lock_directory
 
         held.enter_context(lock_directory(args.checkpoint_dir))  # until training has ended
+        _check_fresh_checkpoint_dir(args)
     if not args.no_compile_cache:
         common.enable_compile_cache()
     with clock.part("data"):
@@ -139,9 +149,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
                                                          download=not args.no_download,
                                                          progress=not args.no_progress))
         data, test_set = flags.held_out_split(args, data)
-    if args.batch_size > len(data.x_train):
-        raise UsageError(f"--batch-size {args.batch_size} is larger than the {args.dataset} "
-                         f"training set ({len(data.x_train)} examples)")
+    flags.check_batch_fits(args, data)
     if args.epochs is None and args.steps is None:
         args.epochs = 20
     plan = epoch_plan(len(data.x_train), args.batch_size, epochs=args.epochs, steps=args.steps)
@@ -240,6 +248,17 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
         write_outputs("complete", summary, history.to_dict())
     print(clock.line())
     return 0
+
+
+def _check_fresh_checkpoint_dir(args: argparse.Namespace) -> None:
+    """Before the data loads: a directory with checkpoints is another run's, unless resumed."""
+    from fnnet.checkpoint import list_checkpoints
+
+    found = list_checkpoints(args.checkpoint_dir)
+    if found and not args.resume:
+        raise UsageError(f"--checkpoint-dir {args.checkpoint_dir} already holds checkpoints "
+                         f"(newest {found[-1].name}); add --resume to continue that run, or "
+                         f"give an empty directory (a new run would overwrite and prune them)")
 
 
 def _check_resume_settings(directory: Path, settings: dict[str, Any]) -> None:
