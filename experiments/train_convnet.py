@@ -103,7 +103,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         earlier_result = json.loads(json_path.read_text())
         earlier = earlier_result["history"]
     history: dict[str, list] = {k: list(v) for k, v in earlier.items()}
-    wall_offset = earlier["wall_s"][-1] if earlier.get("wall_s") else 0.0  # fit restarts it
     settings = {"dataset": args.dataset, "net": args.net, "grads": args.grads,
                 "optimizer": "adam (the book's, by hand)", "lr": args.lr,
                 "batch_size": args.batch_size, "epochs": args.epochs, "sampling": "shuffle",
@@ -125,8 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def on_epoch(record: dict[str, Any]) -> None:
         if history and record["epoch"] <= history["epoch"][-1]:
             return  # already recorded by the run that was resumed
-        for key, value in record.items():
-            value = value + wall_offset if key == "wall_s" else value
+        for key, value in record.items():  # wall_s goes on from the checkpoint's history
             history.setdefault(key, []).append(value)
         result["loadavg"].append(list(os.getloadavg()))
         result["first_epoch_at_target"] = first_epoch_reaching(history, args.target)

@@ -146,11 +146,15 @@ def test_gradcheck_defaults_pass_a_deep_relu_net_reporting_kinks(capsys):
 
 
 def test_train_checkpoints_resume_and_refuse_changed_settings(tmp_path, capsys):
-    ckpt = ["--checkpoint-dir", str(tmp_path), *FAST]
+    ckpt = ["--checkpoint-dir", str(tmp_path / "ckpt"), *FAST]
     assert main(["train", "--epochs", "2", *ckpt]) == 0
-    assert main(["train", "--epochs", "3", "--resume", *ckpt]) == 0
-    out = capsys.readouterr().out
-    assert "epoch 3/3  step     42" in out and "epoch 1/3" not in out.split("done")[1]
+    out = tmp_path / "run.json"
+    assert main(["train", "--epochs", "3", "--resume", "--out", str(out), *ckpt]) == 0
+    stdout = capsys.readouterr().out
+    assert "epoch 3/3  step     42" in stdout and "epoch 1/3" not in stdout.split("done")[1]
+    result = json.loads(out.read_text())  # the whole run's history, not only epoch 3
+    assert result["history"]["epoch"] == [1, 2, 3] and result["history"]["resumed_epochs"] == 2
+    assert result["summary"]["steps_per_s"] > 0 and result["summary"]["epochs"] == 3
     with pytest.raises(SystemExit) as info:
         raise SystemExit(main(["train", "--epochs", "4", "--resume", "--lr", "0.5", *ckpt]))
     assert info.value.code == 2

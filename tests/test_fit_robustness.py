@@ -36,14 +36,33 @@ def _assert_bit_identical(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+CURVES = ("epoch", "step", "loss", "train_loss", "train_acc", "test_loss", "test_acc",
+          "step_loss")
+
+
 def test_three_epochs_then_resume_for_three_equals_six_straight(digits, tmp_path):
-    straight, _ = _fit(digits, epochs=6)
-    _fit(digits, epochs=3, checkpoint_dir=tmp_path)
+    """Bit for bit, and the history of the whole run: the checkpoint keeps the earlier
+    epochs' records (and per-step losses), so the resumed history equals the straight one."""
+    straight, full = _fit(digits, epochs=6, record_steps=True)
+    _fit(digits, epochs=3, checkpoint_dir=tmp_path, record_steps=True)
     assert [p.name for p in list_checkpoints(tmp_path)] == [
         "step_00000014.npz", "step_00000028.npz", "step_00000042.npz"]
-    resumed, history = _fit(digits, epochs=6, checkpoint_dir=tmp_path, resume=True)
-    assert history.epoch == [4, 5, 6] and history.start_step == 42
+    resumed, history = _fit(digits, epochs=6, checkpoint_dir=tmp_path, resume=True,
+                            record_steps=True)
+    assert history.epoch == [1, 2, 3, 4, 5, 6] and history.start_step == 42
+    assert history.resumed_epochs == 3 and len(history.step_loss) == 84
+    assert {k: getattr(history, k) for k in CURVES} == {k: getattr(full, k) for k in CURVES}
+    assert history.wall_s[3] > history.wall_s[2]  # the clock goes on from the checkpoint's
+    assert history.trained_s == pytest.approx(history.wall_s[-1] - history.wall_s[2])
     _assert_bit_identical(straight, resumed)
+
+
+def test_per_step_losses_are_recorded_when_asked(digits):
+    _, plain = _fit(digits, steps=20)
+    _, recorded = _fit(digits, steps=20, record_steps=True)
+    assert plain.step_loss == [] and len(recorded.step_loss) == 20
+    assert recorded.loss[0] == pytest.approx(np.mean(recorded.step_loss[:14]), rel=1e-6)
+    assert recorded.loss[1] == pytest.approx(np.mean(recorded.step_loss[14:]), rel=1e-6)
 
 
 def test_resume_without_a_checkpoint_starts_from_scratch(digits, tmp_path):
@@ -93,7 +112,7 @@ def test_ctrl_c_saves_the_last_finished_epoch_and_resume_completes_the_run(digit
              on_epoch=interrupt_after_epoch_2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000028.npz"]
     resumed, history = _fit(digits, epochs=4, checkpoint_dir=tmp_path, resume=True)
-    assert history.epoch == [3, 4]
+    assert history.epoch == [1, 2, 3, 4] and history.resumed_epochs == 2
     _assert_bit_identical(straight, resumed)
 
 
@@ -133,7 +152,7 @@ def test_ctrl_c_while_waiting_for_an_epoch_keeps_the_previous_state(digits, tmp_
     monkeypatch.undo()
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000028.npz"]
     resumed, history = _fit(digits, epochs=4, checkpoint_dir=tmp_path, resume=True)
-    assert history.epoch == [3, 4]
+    assert history.epoch == [1, 2, 3, 4] and history.resumed_epochs == 2
     _assert_bit_identical(straight, resumed)
 
 

@@ -88,9 +88,13 @@ def add_parser(commands: Any) -> None:
                      help="evaluate the training loss and accuracy after each epoch on a fixed "
                           "sample of N training examples (default: all of them, exact; the "
                           "held-out set is always evaluated whole)")
+    run.add_argument("--record-steps", action="store_true",
+                     help="also record every step's training loss (--out history.step_loss; "
+                          "--plot draws it: the book's figure 4-11)")
     run.add_argument("--log-every", type=common.positive_int, default=1, metavar="K",
                      help="print the per-epoch line every K epochs (and for the last)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress bar (one is drawn only when stderr is a terminal)")
     run.add_argument("--no-compile-cache", action="store_true",
                      help="do not use JAX's persistent compilation cache "
                           "(~/.cache/fnnet/jax, or $FNNET_COMPILE_CACHE)")
@@ -186,7 +190,10 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
                                   "data": {"files": list(data.files)}, "summary": summary,
                                   "history": history, "environment": environment()})
 
-    def partial_history() -> dict[str, Any]:
+    def partial_history(error: BaseException) -> dict[str, Any]:
+        history = getattr(error, "history", None)  # fit's: the whole run's finished epochs
+        if history is not None:
+            return history.to_dict()
         return {name: [r[name] for r in records] for name in records[0]} if records else {}
 
     try:
@@ -197,15 +204,15 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
             devices=args.devices, checkpoint_dir=args.checkpoint_dir,
             checkpoint_every=args.checkpoint_every, resume=args.resume, settings=settings,
             progress=not args.no_progress, on_epoch=report, eval_train=args.eval_train,
-            matmul_precision=args.matmul_precision)
+            matmul_precision=args.matmul_precision, record_steps=args.record_steps)
     except NonFiniteLossError as error:
         print(f"fnnet train: error: {error}", file=sys.stderr)
-        write_outputs("diverged", None, partial_history(), str(error))
+        write_outputs("diverged", None, partial_history(error), str(error))
         return EXIT_NON_FINITE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         saved = f"; checkpoint in {args.checkpoint_dir}" if args.checkpoint_dir else ""
         print(f"fnnet train: interrupted{saved}", file=sys.stderr)
-        write_outputs("interrupted", None, partial_history())
+        write_outputs("interrupted", None, partial_history(error))
         return EXIT_INTERRUPTED
     if not history.epoch:
         print(f"done: the checkpoint in {args.checkpoint_dir} already covers all "
@@ -213,15 +220,19 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
         write_outputs("already-complete", None, history.to_dict())
         return 0
     last = history.last()
-    clock.add("training", last["wall_s"])
+    clock.add("training", history.trained_s)
     clock.add("evaluation", history.eval_s)
-    summary = {
+    summary = {  # train_s and steps_per_s: this command's training (after a resume too)
         "test_acc": last["test_acc"], "train_acc": last["train_acc"],
         "test_loss": last["test_loss"], "steps": last["step"], "epochs": last["epoch"],
-        "train_s": last["wall_s"],
-        "steps_per_s": (last["step"] - history.start_step) / last["wall_s"],
+        "train_s": history.trained_s,
+        "steps_per_s": (last["step"] - history.start_step) / history.trained_s,
         "train_eval_size": history.train_eval_size,
     }
+    if args.resume and history.start_step and not history.resumed_epochs:
+        print(f"note: {args.checkpoint_dir}'s checkpoint keeps no history (an older fnnet "
+              f"wrote it): --out and --plot hold epochs {history.epoch[0]}-"
+              f"{history.epoch[-1]} only")
     if test_set is not None:
         from fnnet.train import evaluate
 
