@@ -519,3 +519,16 @@ def test_offline_mnist_advice_speaks_to_a_command_line_user(tmp_path, monkeypatc
     assert "network is unreachable" in err and "download=True" not in err
     assert main(["train", "--dataset", "mnist", "--no-download", *FAST]) == 1
     assert "--no-download" in capsys.readouterr().err
+
+
+def test_the_plot_title_names_the_net_its_activation_the_optimizer_and_lr():
+    from fnnet.cli import build_parser
+    from fnnet.cli.flags import net_options, optimizer_from_args
+    from fnnet.cli.train import plot_title
+    from fnnet.data import load_digits
+
+    args = build_parser().parse_args(["train", "--net", "mlp", "--hidden", "20",
+                                      "--activation", "tanh", "--optimizer", "adam"])
+    net_options(args), optimizer_from_args(args)
+    assert plot_title(args, load_digits()) == (
+        "digits, mlp 64-20-10 tanh (init he), grads=manual, adam lr 0.001, batch 100")

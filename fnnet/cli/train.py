@@ -101,6 +101,15 @@ def add_parser(commands: Any) -> None:
     train.set_defaults(handler=run_train)
 
 
+def plot_title(args: argparse.Namespace, data: Any) -> str:
+    """``digits, two-layer 64-50-10 relu (init normal), grads=manual, sgd lr 0.1, batch
+    100``: what the figure shows, enough to tell two figures apart."""
+    extras = [f"weight decay {args.weight_decay:g}"] if args.weight_decay else []
+    return (f"{args.dataset}, {flags.net_line(args, data)} (init {args.init}), "
+            f"grads={args.grads}, {args.optimizer} lr {args.lr:g}, batch {args.batch_size}"
+            + "".join(f", {e}" for e in extras))
+
+
 def epoch_line(record: dict[str, Any], epochs: int, held_out: str = "test") -> str:
     """One epoch of the log: step, mean loss, train and held-out accuracy, steps/s."""
     return (f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}  step {record['step']:>6}  "
@@ -251,8 +260,8 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
             from fnnet.plots import plot_history
 
             with clock.part("outputs"):
-                plot_history(history, args.plot,
-                             title=f"{args.dataset}, {args.net}, {args.grads}")
+                plot_history(history, args.plot, title=plot_title(args, data),
+                             held_out="test" if test_set is None else "validation")
         summary["time"] = clock.summary()
         summary["compile_s"], summary["programs"] = (summary["time"]["compile_s"],
                                                      summary["time"]["programs"])
