@@ -131,8 +131,10 @@ def test_gradcheck_passes_for_the_two_layer_net_and_writes_json(tmp_path, capsys
     out = capsys.readouterr().out
     for leaf in ("affine1/W", "affine1/b", "affine2/W", "affine2/b"):
         assert leaf in out
-    report = json.loads((tmp_path / "g.json").read_text())["report"]
-    assert report["ok"] is True
+    written = json.loads((tmp_path / "g.json").read_text())
+    report = written["report"]
+    assert report["ok"] is True and written["time"]["programs"] >= 1
+    assert written["time"]["wall_s"] >= written["time"]["compile_s"] > 0
     assert not jax.config.jax_enable_x64  # switched on for the check only
 
 
@@ -140,9 +142,11 @@ def test_gradcheck_defaults_pass_a_deep_relu_net_reporting_kinks(capsys):
     """The book's std 0.01 init in a 3x100 ReLU net: central differences cross kinks; those
     entries are reported as not comparable, not as failures."""
     assert main(["gradcheck", "--net", "mlp", "--hidden", "100", "--hidden", "100",
-                 "--hidden", "100"]) == 0
+                 "--hidden", "100", "--init", "normal"]) == 0
     out = capsys.readouterr().out
-    assert out.rstrip().endswith("OK") and "not comparable" in out
+    assert "\nOK" in out and "not comparable" in out
+    assert out.rstrip().splitlines()[-1].startswith("time: ")  # where a cold start's time goes
+    assert "check " in out.splitlines()[-1] and " programs" in out.splitlines()[-1]
 
 
 def test_train_checkpoints_resume_and_refuse_changed_settings(tmp_path, capsys):
