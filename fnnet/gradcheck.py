@@ -349,9 +349,9 @@ class GradReport:
                          f"e.g. a bias followed by batch norm; its cosine is rounding noise")
         if self.not_checked:
             notes.append(f"not checked ({', '.join(self.not_checked)}): no numerically "
-                         f"sampled entry could be compared (all at kinks), so only the "
-                         f"autodiff comparison stands; another --seed, more --max-entries or "
-                         f"--init he may reach smooth entries")
+                         f"sampled entry could be compared, each sits at a kink (e.g. a zero "
+                         f"bias over blank pixels: the ReLU input is exactly 0), so only the "
+                         f"comparison with autodiff stands for it")
         return notes
 
 

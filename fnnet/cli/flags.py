@@ -81,8 +81,11 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     from fnnet.layers import GRADS
 
     model = add_net_flags(parser)
-    model.add_argument("--grads", choices=GRADS, default="manual",
-                       help="manual = hand-derived custom_vjp rules, autodiff = jax.grad")
+    model.add_argument("--grads", choices=(*GRADS, "numerical"), default="manual",
+                       help="manual = hand-derived custom_vjp rules, autodiff = jax.grad, "
+                            "numerical = the book's chapter 4: central differences over every "
+                            "parameter, 2 forward passes per parameter and step (two-layer "
+                            "and mlp without --batchnorm; slow by design)")
     model.add_argument("--weight-decay", type=non_negative_float, default=0.0, metavar="λ",
                        help="the book's weight decay: ½·λ·ΣW² (weights, not biases) added to "
                             "the training loss")
@@ -157,6 +160,10 @@ def net_options(args: argparse.Namespace) -> dict[str, Any]:
     from fnnet.nets import BOOK_INIT, CONV_NETS
 
     args.init = args.init or BOOK_INIT[args.net]
+    if getattr(args, "grads", None) == "numerical" and (args.net in CONV_NETS or args.batchnorm):
+        raise UsageError(f"--grads numerical trains --net two-layer and mlp without batch norm "
+                         f"(the book's chapter 4); not {args.net}"
+                         f"{' --batchnorm' if args.batchnorm else ''}")
     options: dict[str, Any] = {"weight_init": args.init}
     if args.net in CONV_NETS:
         for flag, given in (("--hidden", args.hidden), ("--batchnorm", args.batchnorm),
