@@ -3,7 +3,7 @@
 For each op in ``fnnet.manual.OPS``: random inputs of a few shapes (seeded), the full VJP
 under a random cotangent, and the largest absolute difference between the hand rule and
 ``jax.grad`` of the reference over all shapes and differentiable arguments. Writes
-``experiments/results/op_agreement.json`` and prints a markdown table.
+``experiments/runs/op_agreement.json`` and prints a markdown table.
 
     python experiments/op_agreement.py
 """
@@ -17,10 +17,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import RESULTS
 
 from fnnet import autodiff, manual
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def cases(rng: np.random.Generator, dtype) -> dict[str, list[tuple]]:

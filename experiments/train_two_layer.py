@@ -3,7 +3,7 @@
 784-50-10, sigmoid hidden layer (``--activation relu`` for the book's ch. 5 variant), SGD with
 lr 0.1, batch 100 drawn with replacement as the book does, 10 000 iterations, init N(0, 0.01²)
 — once with the hand-derived rules and once with jax.grad, same seed, side by side. Writes
-``experiments/results/train_two_layer.json`` and ``train_two_layer.png``.
+``experiments/runs/train_two_layer.json`` and ``train_two_layer.png``.
 
     python experiments/train_two_layer.py                  # Fashion-MNIST (dataset-fashion-mnist)
     python experiments/train_two_layer.py --dataset mnist  # where MNIST is present or downloadable
@@ -17,13 +17,12 @@ import platform
 from pathlib import Path
 
 import jax
+from common import RESULTS
 
 import fnnet
 from fnnet.data import DATASETS, load_dataset
 from fnnet.optim import sgd
 from fnnet.train import fit
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run(args: argparse.Namespace) -> dict:

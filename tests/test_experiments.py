@@ -137,3 +137,14 @@ def test_saturation_k_is_the_smallest_k_within_ten_percent_of_the_best(experimen
             {"k": 4, "model_steps_per_s": 100.0}, {"k": 8, "model_steps_per_s": 95.0}]
     assert experiments("sweep_scaling").saturation_k(rows) == 2
     assert experiments("sweep_scaling").saturation_k(rows[:1]) == 1
+
+
+def test_experiments_write_outside_the_committed_results_by_default(experiments):
+    """Issue 18: running a script used to overwrite tracked files in experiments/results."""
+    common = experiments("common")
+    assert common.parser("x").parse_args([]).out_dir == common.RESULTS
+    assert common.RESULTS == EXPERIMENTS / "runs" != common.COMMITTED
+    assert "experiments/runs/" in (ROOT / ".gitignore").read_text().splitlines()
+    defining = [path.name for path in EXPERIMENTS.glob("*.py")
+                if path.name != "common.py" and '/ "results"' in path.read_text()]
+    assert defining == []  # every script takes its default from common.RESULTS
