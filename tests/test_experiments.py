@@ -148,3 +148,17 @@ def test_experiments_write_outside_the_committed_results_by_default(experiments)
     defining = [path.name for path in EXPERIMENTS.glob("*.py")
                 if path.name != "common.py" and '/ "results"' in path.read_text()]
     assert defining == []  # every script takes its default from common.RESULTS
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_op_agreement_measures_the_rules_relative_to_the_gradient(experiments, jit):
+    module = experiments("op_agreement")
+    rng = np.random.default_rng(0)
+    args = (jnp.asarray(rng.standard_normal((6, 5)), jnp.float32),
+            jnp.asarray(rng.standard_normal((5, 4)), jnp.float32), jnp.zeros(4, jnp.float32))
+    with jax.default_matmul_precision("highest"):
+        worst_abs, worst_rel = module.differences("affine", args, rng, jit=jit)
+    assert 0 <= worst_rel <= 1e-6 and worst_abs <= 1e-5
+    assert module.summary({"eager": {"a": {"max_abs": 1.0, "max_rel": 0.5}},
+                           "jit": {"a": {"max_abs": 0.0, "max_rel": 0.0}}}) == {
+        "eager_max_abs": 1.0, "eager_max_rel": 0.5, "jit_max_abs": 0.0, "jit_max_rel": 0.0}
