@@ -162,3 +162,20 @@ def test_op_agreement_measures_the_rules_relative_to_the_gradient(experiments, j
     assert module.summary({"eager": {"a": {"max_abs": 1.0, "max_rel": 0.5}},
                            "jit": {"a": {"max_abs": 0.0, "max_rel": 0.0}}}) == {
         "eager_max_abs": 1.0, "eager_max_rel": 0.5, "jit_max_abs": 0.0, "jit_max_rel": 0.0}
+
+
+def test_activation_histograms_quick(experiments, tmp_path):
+    """Figures 6-10 to 6-14: each (activation, initial value) has 5 layers of 30-bin counts."""
+    result = run_quick(experiments, "activation_histograms", tmp_path)
+    assert len(result["runs"]) == 12
+    samples, units = result["settings"]["samples"], result["settings"]["units"]
+    for run in result["runs"].values():
+        assert len(run["layers"]) == 5
+        for layer in run["layers"]:
+            assert len(layer["counts"]) == 30
+            assert sum(layer["counts"]) == round(samples * units * (1 - layer["outside_range"]))
+    # the book's point: std 0.01 vanishes through ReLU layers, He keeps the spread
+    std = {name: [layer["std"] for layer in run["layers"]]
+           for name, run in result["runs"].items()}
+    assert std["relu, std 0.01"][-1] < 1e-4 < 0.3 < std["relu, He"][-1]
+    assert result["runs"]["sigmoid, std 1"]["layers"][0]["saturated"] > 0.4
