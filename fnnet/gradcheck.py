@@ -99,6 +99,7 @@ __all__ = [
     "compare_grads",
     "compare_model_grads",
     "gradcheck_model",
+    "leaf_table",
 ]
 
 FLOORS: dict[str, float] = {
@@ -190,19 +191,21 @@ class LeafReport:
     """The checks of one parameter leaf.
 
     ``autodiff`` compares every entry; ``numerical`` (``None`` if not computed) compares
-    ``numerical.entries`` entries (all of them, or a seeded random subset).
+    ``numerical.entries`` entries (all of them, or a seeded random subset). ``autodiff`` is
+    ``None`` only in :func:`fnnet.check_layer`'s reports of layers fnnet has no op for.
     """
 
     path: str
     shape: tuple[int, ...]
     dtype: str
     floor: float
-    autodiff: Comparison
+    autodiff: Comparison | None
     numerical: Comparison | None
 
     @property
     def ok(self) -> bool:
-        return self.autodiff.ok and (self.numerical is None or self.numerical.ok)
+        return ((self.autodiff is None or self.autodiff.ok)
+                and (self.numerical is None or self.numerical.ok))
 
     @property
     def status(self) -> str:
@@ -295,29 +298,7 @@ class GradReport:
 
     def format_table(self) -> str:
         """A plain-text table, one row per leaf, then the tolerances, notes and verdict."""
-        header = ["leaf", "shape", "max abs", "max rel", "cos", "max abs", "max rel", "cos",
-                  "n", "ok"]
-        rows = []
-        for leaf in self.leaves:
-            num = leaf.numerical
-            rows.append([
-                leaf.path, "x".join(map(str, leaf.shape)) or "()",
-                *_comparison_cells(leaf.autodiff),
-                *(_comparison_cells(num) if num else ["-", "-", "-"]),
-                _entries_cell(num) if num else "-",
-                leaf.status,
-            ])
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-        def line(cells: list[str]) -> str:
-            return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-
-        left = sum(widths[:2]) + 4
-        group_ad = "manual vs autodiff".center(sum(widths[2:5]) + 4)
-        group_num = "manual vs numerical".center(sum(widths[5:9]) + 6)
-        lines = [" " * left + group_ad + "  " + group_num, line(header),
-                 "-" * (sum(widths) + 2 * (len(widths) - 1)), *map(line, rows)]
+        lines = leaf_table(self.leaves)
         if self.leaves:
             first = self.leaves[0]
             tol = f"tolerances: max rel <= {first.autodiff.rtol:g} vs autodiff"
@@ -340,9 +321,10 @@ class GradReport:
         zeros = [leaf for leaf in self.leaves if leaf.status == "zero"]
         if zeros:
             first = zeros[0]
-            bounds = f"|g| <= {first.autodiff.zero_tol:.1e} vs autodiff"
-            if first.numerical is not None:
-                bounds += f", <= {first.numerical.zero_tol:.1e} vs numerical"
+            bounds = ", ".join(f"<= {c.zero_tol:.1e} vs {name}" for name, c in
+                               (("autodiff", first.autodiff), ("numerical", first.numerical))
+                               if c is not None)
+            bounds = f"|g| {bounds}"
             notes.append(f"zero ({', '.join(leaf.path for leaf in zeros)}): every entry of "
                          f"both gradients is 0 within the absolute tolerance the check "
                          f"resolves, rtol·floor ({bounds}): a gradient zero by construction, "
@@ -353,6 +335,46 @@ class GradReport:
                          f"bias over blank pixels: the ReLU input is exactly 0), so only the "
                          f"comparison with autodiff stands for it")
         return notes
+
+
+def leaf_table(leaves: Sequence[LeafReport], *, labels: Sequence[str] | None = None,
+               label_header: str = "check", leaf_header: str = "leaf",
+               groups: tuple[str, str] = ("manual vs autodiff", "manual vs numerical"),
+               ) -> list[str]:
+    """The lines of a per-leaf table: group titles, header, rule, one row per leaf.
+
+    :meth:`GradReport.format_table` prints it; the checks of :mod:`fnnet.check` print it with
+    a first column of ``labels`` (one per leaf, e.g. ``"float32 example jit"``) under
+    ``label_header``, their own name for the leaf column (``leaf_header``) and their own
+    ``groups`` titles (the two comparison column groups).
+    """
+    header = [leaf_header, "shape", "max abs", "max rel", "cos", "max abs", "max rel", "cos",
+              "n", "ok"]
+    rows = []
+    for leaf in leaves:
+        num = leaf.numerical
+        rows.append([
+            leaf.path, "x".join(map(str, leaf.shape)) or "()",
+            *(_comparison_cells(leaf.autodiff) if leaf.autodiff else ["-", "-", "-"]),
+            *(_comparison_cells(num) if num else ["-", "-", "-"]),
+            _entries_cell(num) if num else "-",
+            leaf.status,
+        ])
+    n_left = 2
+    if labels is not None:
+        header, n_left = [label_header, *header], 3
+        rows = [[label, *row] for label, row in zip(labels, rows, strict=True)]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < n_left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+    left = sum(widths[:n_left]) + 2 * n_left
+    group_a = groups[0].center(sum(widths[n_left:n_left + 3]) + 4)
+    group_b = groups[1].center(sum(widths[n_left + 3:n_left + 7]) + 6)
+    return [" " * left + group_a + "  " + group_b, line(header),
+            "-" * (sum(widths) + 2 * (len(widths) - 1)), *map(line, rows)]
 
 
 _PRECISION_NOTES = {"highest": "full float32 on every device",

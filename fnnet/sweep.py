@@ -9,8 +9,8 @@ Trial k with seed ``s`` trains exactly as ``fnnet train --seed s`` (and as :func
 would, to float32 rounding:
 
 * keys: ``init_key, data_key = split(key(s))``; the init is ``model.init(init_key)``;
-* epoch ``e`` (1-based) draws its batches from ``fold_in(data_key, e)`` and its dropout keys
-  from ``fold_in(fold_in(fold_in(data_key, NOISE_STREAM), e), step)``, as ``fit``;
+* epoch ``e`` (1-based) draws its batches with ``batch_indices(data_key, epoch=e)`` and its
+  dropout keys from ``fold_in(fold_in(fold_in(data_key, NOISE_STREAM), e), step)``, as ``fit``;
 * the loss is ``L + ½·λ·ΣW²`` (:func:`fnnet.optim.weight_decay_penalty` with λ a traced array;
   the model itself is built once, without weight decay);
 * the optimiser is the named one wrapped in ``optax.inject_hyperparams``, so η lives in the
@@ -47,7 +47,15 @@ from fnnet._checks import check_int
 from fnnet.layers import Model
 from fnnet.optim import OPTIMIZERS, get_optimizer, weight_decay_penalty
 from fnnet.parallel import choose_devices
-from fnnet.train import NOISE_STREAM, SAMPLINGS, TrainState, _step, batch_indices, metric_sums
+from fnnet.train import (
+    NOISE_STREAM,
+    SAMPLINGS,
+    TrainState,
+    _step,
+    batch_indices,
+    eval_subset,
+    metric_sums,
+)
 
 TRIALS_AXIS = "trials"
 SEED_MAX = 2**32 - 1
@@ -191,7 +199,9 @@ class SweepResult:
     ``params``: the final parameters stacked over trials (leading axis K), when kept.
     ``train_s``: seconds in the epoch programs (training and the per-epoch evaluation;
     compilation excluded);
-    ``wall_s``: the whole sweep; ``compile_s``: compilation.
+    ``wall_s``: the whole sweep; ``compile_s``: compilation. ``chunks`` programs of
+    ``chunk_size`` trials ran (the last chunk size used); ``plan``: how the trials were
+    trained (``mode`` sequential or vmapped, and with ``adaptive`` the figures it chose by).
     """
 
     trials: list[Trial]
@@ -207,6 +217,7 @@ class SweepResult:
     chunks: int = 0
     chunk_size: int = 0
     params: Any = field(default=None, repr=False)
+    plan: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_steps(self) -> int:
@@ -269,22 +280,33 @@ class _Placement:
         return jax.device_put(tree, NamedSharding(self.mesh, P(TRIALS_AXIS)))
 
 
-def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placement, *,
-                   num_examples: int, batch_size: int, steps: int, sampling: str,
-                   eval_batch_size: int, unroll: int = 1):
-    """The jitted, trial-vmapped ``init``, ``epoch`` and ``test`` programs of a chunk (on a
-    mesh: per-trial arguments and results split over ``"trials"``, the data replicated)."""
+class _Programs(NamedTuple):
+    """A chunk's compiled ``init``, ``epoch`` and ``test`` (see :func:`_make_programs`)."""
+
+    init: Callable
+    epoch: Callable
+    test: Callable
+
+
+def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placement, size: int,
+                   *, steps: int, eval_batch_size: int, eval_train: np.ndarray | None,
+                   unroll: int = 1) -> _Programs:
+    """The jitted ``init``, ``epoch`` and ``test`` programs of a chunk of ``size`` trials.
+
+    Every argument and result that is per trial has a leading axis of ``size``; the
+    programs ``vmap`` over it (on a mesh, per-trial arrays are split over ``"trials"``, the
+    data replicated). A chunk of one trial on one device runs the trial's functions as they
+    are, without ``vmap``, which compiles faster (the sequential plan).
+    """
     update_only = optimizer(learning_rate=1.0)  # update reads η from the state
 
-    def init_one(seed_key, lr):
-        init_key, data_key = jax.random.split(seed_key)
+    def init_one(seed, lr):
+        init_key, data_key = jax.random.split(jax.random.key(seed))
         params = model.init(init_key)
         state = TrainState(params, optimizer(learning_rate=lr).init(params), model.init_state())
         return state, data_key
 
-    def epoch_one(train_state, data_key, lam, epoch, x, t, x_val, t_val):
-        indices = batch_indices(jax.random.fold_in(data_key, epoch), num_examples=num_examples,
-                                batch_size=batch_size, num_steps=steps, sampling=sampling)
+    def epoch_one(train_state, data_key, lam, indices, epoch, x, t, x_val, t_val):
         noise_key = jax.random.fold_in(jax.random.fold_in(data_key, NOISE_STREAM), epoch)
 
         def body(state, indices_and_step):
@@ -295,8 +317,9 @@ def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placemen
         train_state, losses = jax.lax.scan(
             body, train_state, (indices, jnp.arange(steps, dtype=jnp.uint32)), unroll=unroll)
         params, model_state = train_state.params, train_state.model_state
+        x_eval, t_eval = (x, t) if eval_train is None else (x[eval_train], t[eval_train])
         (train_loss, train_hits), (val_loss, val_hits) = metric_sums(
-            model, params, model_state, ((x, t), (x_val, t_val)), eval_batch_size)
+            model, params, model_state, ((x_eval, t_eval), (x_val, t_val)), eval_batch_size)
         metrics = jnp.stack([train_loss, train_hits, val_loss, val_hits])
         return train_state, losses, metrics
 
@@ -305,19 +328,38 @@ def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placemen
                              eval_batch_size)
         return jnp.stack(sums)
 
-    def place_on_mesh(*arguments: str) -> dict[str, Any]:
-        """jit's shardings: ``t`` a per-trial argument, ``s`` a shared one; results per trial."""
+    per_trial = {"init": (0, 0), "epoch": (0, 0, 0, 0, None, None, None, None, None),
+                 "test": (0, None, None)}
+    functions = {"init": init_one, "epoch": epoch_one, "test": test_one}
+    if size == 1 and place.mesh is None:
+        return _Programs(**{name: jax.jit(_one_trial(fn, per_trial[name]),
+                                          donate_argnums=(0,) if name == "epoch" else ())
+                            for name, fn in functions.items()})
+
+    def place_on_mesh(axes: tuple) -> dict[str, Any]:
+        """jit's shardings on the mesh: per-trial arguments and results split."""
         if place.mesh is None:
             return {}
         trial, shared = place.shardings()
-        return {"in_shardings": tuple(trial if a == "t" else shared for a in arguments),
+        return {"in_shardings": tuple(trial if a == 0 else shared for a in axes),
                 "out_shardings": trial}
 
-    init = jax.jit(jax.vmap(init_one), **place_on_mesh("t", "t"))
-    epoch = jax.jit(jax.vmap(epoch_one, in_axes=(0, 0, 0, None, None, None, None, None)),
-                    donate_argnums=(0,), **place_on_mesh(*"tttsssss"))
-    test = jax.jit(jax.vmap(test_one, in_axes=(0, None, None)), **place_on_mesh(*"tss"))
-    return init, epoch, test
+    return _Programs(**{name: jax.jit(jax.vmap(fn, in_axes=per_trial[name]),
+                                      donate_argnums=(0,) if name == "epoch" else (),
+                                      **place_on_mesh(per_trial[name]))
+                        for name, fn in functions.items()})
+
+
+def _one_trial(fn: Callable, axes: tuple) -> Callable:
+    """``fn`` of one trial taking and returning the per-trial arrays of a chunk of one: the
+    leading axis dropped from the arguments of ``axes`` 0, and put back on every result."""
+
+    def run(*args):
+        args = [jax.tree.map(lambda a: a[0], arg) if axis == 0 else arg
+                for arg, axis in zip(args, axes, strict=True)]
+        return jax.tree.map(lambda a: a[None], fn(*args))
+
+    return run
 
 
 CPU_TRIALS_PER_DEVICE = 4
@@ -357,6 +399,43 @@ def chunk_plan(num_trials: int, max_parallel: int | None, devices: int = 1) -> t
     return chunks, size
 
 
+VMAP_COMPILE_FACTOR = 1.3
+"""How much longer the vmapped chunk programs take to compile than the one-trial programs, as
+the adaptive plan assumes (measured on a 2-core CPU for the two-layer net and the §6.5 MLP:
+1.1–1.4 with two devices)."""
+
+
+def predicted_speedup(platform: str, devices: int, size: int) -> float:
+    """The model-steps/s of chunks of ``size`` trials over ``devices``, relative to one trial
+    at a time, that the adaptive plan assumes: on a CPU ``0.9`` per device (one small model
+    keeps one core busy; batched matmuls are no faster: 1.92× measured with 2 devices), on an
+    accelerator half the chunk (one small model leaves it idle)."""
+    if platform == "cpu":
+        return max(1.0, 0.9 * devices)
+    return max(1.0, 0.5 * size)
+
+
+def choose_plan(first_train_s: float, first_compile_s: float, rest: int, *, platform: str,
+                devices: int, size: int) -> dict[str, Any]:
+    """The adaptive sweep's choice for the ``rest`` trials after the first, from the first
+    trial's training and compile seconds: one at a time takes ``rest × first_train_s``; in
+    chunks of ``size`` over ``devices`` it takes :data:`VMAP_COMPILE_FACTOR` ×
+    ``first_compile_s`` to compile and :func:`predicted_speedup` times less to train.
+
+    >>> choose_plan(0.1, 2.0, 31, platform="cpu", devices=2, size=8)["mode"]
+    'sequential'
+    >>> choose_plan(0.3, 2.0, 99, platform="cpu", devices=2, size=8)["mode"]
+    'vmapped'
+    """
+    sequential_s = rest * first_train_s
+    speedup = predicted_speedup(platform, devices, size)
+    vmapped_s = VMAP_COMPILE_FACTOR * first_compile_s + sequential_s / speedup
+    return {"mode": "vmapped" if vmapped_s < sequential_s else "sequential",
+            "first_trial_train_s": first_train_s, "first_trial_compile_s": first_compile_s,
+            "predicted_sequential_s": sequential_s, "predicted_vmapped_s": vmapped_s,
+            "predicted_speedup": speedup}
+
+
 def sweep(
     model: Model,
     trials: Sequence[Trial],
@@ -371,7 +450,9 @@ def sweep(
     sampling: str = "shuffle",
     max_parallel: int | None = None,
     devices: int | str | Sequence[jax.Device] | None = None,
+    adaptive: bool = False,
     eval_batch_size: int = 1000,
+    eval_train: int | None = None,
     keep_params: bool = False,
     progress: bool = True,
 ) -> SweepResult:
@@ -389,13 +470,21 @@ def sweep(
       max_parallel: at most this many trials in one program (default: all; `fnnet sweep` uses
         :func:`default_max_parallel`).
       devices: shard each chunk's trials over ``"all"``, a count, or a list of devices.
+      adaptive: pick the faster plan, compile included: train the first trial alone (the
+        sequential plan: one device, no ``vmap``), and from its compile and training times
+        predict the rest both ways — one at a time, or in chunks of ``max_parallel`` over
+        ``devices`` (compiling :data:`VMAP_COMPILE_FACTOR` times as long, running
+        :func:`predicted_speedup` times as fast) — then train the rest the faster way.
+        ``result.plan`` records the figures and the choice.
       eval_batch_size: examples per evaluation batch.
+      eval_train: evaluate the training loss and accuracy on a fixed sample of this many
+        training examples (:func:`fnnet.train.eval_subset`; default: all of them).
       keep_params: return the final parameters (stacked over trials) in ``params``.
       progress: a tqdm bar over chunks × epochs.
 
     Returns:
       a :class:`SweepResult`; trial k equals ``fit`` of that trial alone (see the module
-      docstring) to float32 rounding.
+      docstring) to float32 rounding, whichever plan trained it.
     """
     trials = list(trials)
     if not trials:
@@ -414,81 +503,129 @@ def sweep(
             raise ValueError(f"trial {trial}: needs lr > 0, weight_decay >= 0 and a seed in "
                              f"[0, {SEED_MAX}]")
     start_wall = time.perf_counter()
-    place = _Placement(devices)
-    chunks, size = chunk_plan(len(trials), max_parallel, place.count)
     steps = len(x_train) // batch_size
-    init, run_epoch, run_test = _make_programs(
-        model, injected_optimizer(optimizer, **dict(hyperparams or {})), place,
-        num_examples=len(x_train), batch_size=batch_size, steps=steps, sampling=sampling,
-        eval_batch_size=eval_batch_size)
-    data = place.shared((x_train, t_train, *(np.asarray(a) for a in validation)))
-    test_data = None if test is None else place.shared(tuple(np.asarray(a) for a in test))
-    n_train, n_val = len(x_train), len(validation[0])
+    run = _Run(model, trials, injected_optimizer(optimizer, **dict(hyperparams or {})),
+               (x_train, t_train), validation, test, epochs=epochs, steps=steps,
+               batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size,
+               eval_train=eval_subset(len(x_train), eval_train), keep_params=keep_params)
+    place = _Placement(devices)
+    size = chunk_plan(len(trials), max_parallel, place.count)[1]
+    plan: dict[str, Any] = {"mode": "sequential" if size == 1 and place.mesh is None
+                            else "vmapped", "adaptive": bool(adaptive)}
+    todo = list(range(len(trials)))
+    bar = tqdm(total=len(trials) * epochs, unit="epoch", disable=not progress, leave=False,
+               desc=f"{len(trials)} trials")
+    try:
+        if adaptive and plan["mode"] == "vmapped":
+            alone = _Placement(None)
+            run.train(alone, 1, todo[:1], bar)
+            todo = todo[1:]
+            plan.update(choose_plan(run.timing["train"], run.timing["compile"], len(todo),
+                                    platform=jax.devices()[0].platform, devices=place.count,
+                                    size=size))
+            if plan["mode"] == "sequential":
+                place, size = alone, 1
+            elif todo:
+                size = chunk_plan(len(todo), max_parallel, place.count)[1]
+        if todo:
+            run.train(place, size, todo, bar)
+    finally:
+        bar.close()
+    plan.update(chunk_size=size, devices=place.count)
+    params = (jax.tree.map(lambda *a: np.concatenate(a), *run.kept) if keep_params else None)
+    return SweepResult(trials=trials, epochs=epochs, steps_per_epoch=steps, curves=run.curves,
+                       test_loss=run.test_metrics[:, 0], test_acc=run.test_metrics[:, 1],
+                       diverged=run.diverged, train_s=run.timing["train"],
+                       wall_s=time.perf_counter() - start_wall, compile_s=run.timing["compile"],
+                       chunks=run.chunks, chunk_size=size, params=params, plan=plan)
 
-    num = len(trials)
-    curves = {name: np.full((num, epochs), np.nan) for name in CURVES}
-    test_metrics = np.full((num, 2), np.nan)
-    diverged = np.zeros(num, bool)
-    kept: list[Any] = []
-    compiled: dict[str, Any] = {}
-    timing = {"train": 0.0, "compile": 0.0}
 
-    def program(name: str, fn, *args):
-        """``fn`` compiled for ``args`` (once; the time goes to ``compile_s``)."""
+class _Run:
+    """The results of a sweep as they fill in, and the training of a list of its trials in
+    chunks of one size over one placement (:meth:`train`)."""
+
+    def __init__(self, model: Model, trials: list[Trial], optimizer: Callable[..., Any],
+                 train: Arrays, validation: Arrays, test: Arrays | None, *, epochs: int,
+                 steps: int, batch_size: int, sampling: str, eval_batch_size: int,
+                 eval_train: np.ndarray | None, keep_params: bool):
+        self.model, self.trials, self.optimizer = model, trials, optimizer
+        self.train_set, self.validation, self.test_set = train, validation, test
+        self.epochs, self.steps, self.keep_params = epochs, steps, keep_params
+        self.options = dict(steps=steps, eval_batch_size=eval_batch_size,
+                            eval_train=eval_train)
+        self.batching = dict(num_examples=len(train[0]), batch_size=batch_size,
+                             num_steps=steps, sampling=sampling)
+        self.n_train = len(train[0]) if eval_train is None else len(eval_train)
+        num = len(trials)
+        self.curves = {name: np.full((num, epochs), np.nan) for name in CURVES}
+        self.test_metrics = np.full((num, 2), np.nan)
+        self.diverged = np.zeros(num, bool)
+        self.kept: list[Any] = []
+        self.timing = {"train": 0.0, "compile": 0.0}
+        self.chunks = 0
+        self._programs: dict[tuple, tuple[_Programs, dict[str, Any]]] = {}
+
+    def _compiled(self, compiled: dict, name: str, fn, *args):
+        """``fn`` compiled for ``args`` (once; the time goes to ``compile``)."""
         if name not in compiled:
             begin = time.perf_counter()
             compiled[name] = fn.lower(*args).compile()
-            timing["compile"] += time.perf_counter() - begin
+            self.timing["compile"] += time.perf_counter() - begin
         return compiled[name]
 
-    bar = tqdm(total=chunks * epochs, unit="epoch", disable=not progress, leave=False,
-               desc=f"{num} trials, {chunks} chunk{'s' * (chunks > 1)} of {size}")
-    try:
-        for c in range(chunks):
-            ids = list(range(c * size, min((c + 1) * size, num)))
-            padded = ids + [ids[-1]] * (size - len(ids))
-            seed_keys = jax.vmap(jax.random.key)(
-                jnp.asarray(np.array([trials[i].seed for i in padded], np.uint32)))
-            lrs = np.array([trials[i].lr for i in padded], np.float32)
-            lams = np.array([trials[i].weight_decay for i in padded], np.float32)
-            seed_keys, lrs, lams = place.per_trial((seed_keys, lrs, lams))
-            state, data_keys = program("init", init, seed_keys, lrs)(seed_keys, lrs)
-            rows = slice(ids[0], ids[-1] + 1)
-            for epoch in range(1, epochs + 1):
-                args = (state, data_keys, lams, np.uint32(epoch), *data)
-                epoch_program = program("epoch", run_epoch, *args)
+    def train(self, place: _Placement, size: int, ids: list[int], bar: Any) -> None:
+        """Train the trials ``ids`` in chunks of ``size`` on ``place`` (the last chunk padded
+        with repeats of its last trial, whose results are dropped)."""
+        plan = (place.count, size)  # the programs (and compiled executables) of this plan
+        if plan not in self._programs:
+            self._programs[plan] = (_make_programs(self.model, self.optimizer, place, size,
+                                                   **self.options), {})
+        programs, compiled = self._programs[plan]
+        data = place.shared((*self.train_set, *(np.asarray(a) for a in self.validation)))
+        test_data = (None if self.test_set is None else
+                     place.shared(tuple(np.asarray(a) for a in self.test_set)))
+        n_val = len(self.validation[0])
+        for first in range(0, len(ids), size):
+            chunk = ids[first:first + size]
+            padded = chunk + [chunk[-1]] * (size - len(chunk))
+            seeds = np.array([self.trials[i].seed for i in padded], np.uint32)
+            lrs = np.array([self.trials[i].lr for i in padded], np.float32)
+            lams = np.array([self.trials[i].weight_decay for i in padded], np.float32)
+            seeds, lrs, lams = place.per_trial((seeds, lrs, lams))
+            state, data_keys = self._compiled(compiled, "init", programs.init, seeds,
+                                              lrs)(seeds, lrs)
+            host_keys = np.asarray(jax.random.key_data(data_keys))  # (size, 2) uint32
+            rows, k = np.array(chunk), len(chunk)
+            for epoch in range(1, self.epochs + 1):
+                indices = place.per_trial(np.stack([
+                    batch_indices(key, epoch=epoch, **self.batching) for key in host_keys]))
+                args = (state, data_keys, lams, indices, np.uint32(epoch), *data)
+                epoch_program = self._compiled(compiled, "epoch", programs.epoch, *args)
                 begin = time.perf_counter()
                 state, losses, metrics = epoch_program(*args)
                 losses = np.asarray(losses)  # waits for the epoch
                 metrics = np.asarray(metrics, np.float64)
-                timing["train"] += time.perf_counter() - begin
-                k = len(ids)
+                self.timing["train"] += time.perf_counter() - begin
                 e = epoch - 1
-                curves["loss"][rows, e] = losses[:k].mean(axis=1)
-                curves["train_loss"][rows, e] = metrics[:k, 0] / n_train
-                curves["train_acc"][rows, e] = np.round(metrics[:k, 1]) / n_train
-                curves["val_loss"][rows, e] = metrics[:k, 2] / n_val
-                curves["val_acc"][rows, e] = np.round(metrics[:k, 3]) / n_val
-                diverged[rows] |= ~np.all(np.isfinite(losses[:k]), axis=1)
-                diverged[rows] |= ~np.isfinite(metrics[:k, 0])
-                bar.update(1)
-                bar.set_postfix(best_val_acc=f"{np.nanmax(curves['val_acc'][:, e]):.3f}")
+                self.curves["loss"][rows, e] = losses[:k].mean(axis=1)
+                self.curves["train_loss"][rows, e] = metrics[:k, 0] / self.n_train
+                self.curves["train_acc"][rows, e] = np.round(metrics[:k, 1]) / self.n_train
+                self.curves["val_loss"][rows, e] = metrics[:k, 2] / n_val
+                self.curves["val_acc"][rows, e] = np.round(metrics[:k, 3]) / n_val
+                self.diverged[rows] |= ~np.all(np.isfinite(losses[:k]), axis=1)
+                self.diverged[rows] |= ~np.isfinite(metrics[:k, 0])
+                bar.update(k)
+                bar.set_postfix(best_val_acc=f"{np.nanmax(self.curves['val_acc'][:, e]):.3f}")
             if test_data is not None:
-                sums = np.asarray(program("test", run_test, state, *test_data)(
-                    state, *test_data), np.float64)[: len(ids)]
-                n_test = len(test[0])
-                test_metrics[rows] = np.stack([sums[:, 0] / n_test,
-                                               np.round(sums[:, 1]) / n_test], axis=1)
-            if keep_params:
-                kept.append(_leading(state.params, len(ids)))
-    finally:
-        bar.close()
-    params = (jax.tree.map(lambda *a: np.concatenate(a), *kept) if keep_params else None)
-    return SweepResult(trials=trials, epochs=epochs, steps_per_epoch=steps, curves=curves,
-                       test_loss=test_metrics[:, 0], test_acc=test_metrics[:, 1],
-                       diverged=diverged, train_s=timing["train"],
-                       wall_s=time.perf_counter() - start_wall, compile_s=timing["compile"],
-                       chunks=chunks, chunk_size=size, params=params)
+                sums = np.asarray(self._compiled(compiled, "test", programs.test, state,
+                                                 *test_data)(state, *test_data),
+                                  np.float64)[:k]
+                n_test = len(self.test_set[0])
+                self.test_metrics[rows] = np.stack([sums[:, 0] / n_test,
+                                                    np.round(sums[:, 1]) / n_test], axis=1)
+            if self.keep_params:
+                self.kept.append(_leading(state.params, k))
+            self.chunks += 1
 
 
 def _leading(tree: Any, count: int) -> Any:

@@ -1,9 +1,14 @@
 """Training: a jitted step, scan-fused epochs, batched evaluation and ``fit``.
 
 Data flow: the dataset is put on the device once; each epoch draws a matrix of batch indices
-``(steps, batch_size)`` from a ``jax.random`` key and runs one ``lax.scan`` of train steps
-inside one ``jit``, each step gathering its own batch on the device — Python is not in the
-per-step loop. Metrics come back once per epoch.
+``(steps, batch_size)`` and runs one ``lax.scan`` of train steps inside one ``jit``, each step
+gathering its own batch on the device — Python is not in the per-step loop. Metrics come back
+once per epoch.
+
+The batch order is drawn on the host, by NumPy's default generator (PCG64) seeded with the
+two 32-bit words of a ``jax.random`` key (and the epoch): the same key gives the same order,
+and drawing it costs no XLA program (a permutation by ``jax.random`` is ~0.4 s of compiling
+on a CPU, more than a small run's whole training).
 
 Sampling:
 
@@ -133,27 +138,31 @@ def make_epoch(model: Model, optimizer: optax.GradientTransformation, *,
     return jax.jit(_scan_steps(model, optimizer, unroll), donate_argnums=(0,) if donate else ())
 
 
-def _batch_indices(key: jax.Array, num_examples: int, batch_size: int, num_steps: int,
-                   sampling: str) -> jax.Array:
-    if sampling == "shuffle":
-        if num_steps * batch_size > num_examples:
-            raise ValueError(f"shuffle sampling: num_steps * batch_size = "
-                             f"{num_steps * batch_size} exceeds num_examples = {num_examples}")
-        order = jax.random.permutation(key, num_examples)
-        return order[: num_steps * batch_size].reshape(num_steps, batch_size)
-    if sampling == "replacement":
-        return jax.random.randint(key, (num_steps, batch_size), 0, num_examples)
-    raise ValueError(f"sampling must be one of {SAMPLINGS}; got {sampling!r}")
-
-
-@partial(jax.jit, static_argnames=("num_examples", "batch_size", "num_steps", "sampling"))
 def batch_indices(key: jax.Array, *, num_examples: int, batch_size: int, num_steps: int,
-                  sampling: str = "shuffle") -> jax.Array:
-    """``(num_steps, batch_size)`` example indices for one epoch (see the module docstring).
+                  sampling: str = "shuffle", epoch: int | None = None) -> np.ndarray:
+    """``(num_steps, batch_size)`` int32 example indices for one epoch, drawn on the host by
+    ``np.random.default_rng([*key_data(key), epoch])`` (see the module docstring; ``key`` is a
+    ``jax.random`` key or its uint32 data): a
+    permutation cut into batches (``"shuffle"``; ``num_steps * batch_size`` must not exceed
+    ``num_examples``) or batches drawn with replacement (``"replacement"``).
 
-    With ``"shuffle"``, ``num_steps * batch_size`` must not exceed ``num_examples``.
+    >>> import jax
+    >>> batch_indices(jax.random.key(0), num_examples=5, batch_size=2, num_steps=2).shape
+    (2, 2)
     """
-    return _batch_indices(key, num_examples, batch_size, num_steps, sampling)
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}; got {sampling!r}")
+    if sampling == "shuffle" and num_steps * batch_size > num_examples:
+        raise ValueError(f"shuffle sampling: num_steps * batch_size = "
+                         f"{num_steps * batch_size} exceeds num_examples = {num_examples}")
+    typed = jnp.issubdtype(getattr(key, "dtype", np.uint32), jax.dtypes.prng_key)
+    words = [int(w) for w in np.asarray(jax.random.key_data(key) if typed else key).ravel()]
+    rng = np.random.default_rng(words if epoch is None else [*words, int(epoch)])
+    if sampling == "shuffle":
+        order = rng.permutation(num_examples)[: num_steps * batch_size]
+    else:
+        order = rng.integers(0, num_examples, num_steps * batch_size)
+    return order.astype(np.int32).reshape(num_steps, batch_size)
 
 
 # --- evaluation ----------------------------------------------------------------------------
@@ -408,11 +417,12 @@ class _Placement:
             return jax.device_put(tree, self.device)
         return parallel.put(tree, parallel.replicated(self.mesh))
 
-    def shard_batches(self, indices: jax.Array) -> jax.Array:
-        """Inside the epoch program: each device gathers its slice of every batch."""
+    def batch_indices(self, indices: np.ndarray) -> jax.Array:
+        """The epoch's batch indices on the device(s): on a mesh each device gets its slice
+        of every batch."""
         if self.mesh is None:
-            return indices
-        return jax.lax.with_sharding_constraint(indices, parallel.batch_sharded(self.mesh, 2, 1))
+            return jax.device_put(indices, self.device)
+        return parallel.put(indices, parallel.batch_sharded(self.mesh, 2, 1))
 
     def local(self, tree: Any) -> Any:
         """Values this process can read (evaluation, checkpoints)."""
@@ -452,26 +462,22 @@ class _Programs:
     """The compiled programs of a fit, each built once (and timed apart from training).
 
     * ``start(params) -> (opt_state, initial model state)``;
-    * ``epoch(train_state, x, t, key, epoch) -> (train_state, losses)``, one per epoch
-      length: the epoch's batch order (``fold_in(key, epoch)``) and dropout keys (see
-      :data:`NOISE_STREAM`) are drawn inside it;
+    * ``epoch(train_state, x, t, indices, key, epoch) -> (train_state, losses)``, one per
+      epoch length: the epoch's dropout keys (see :data:`NOISE_STREAM`) are drawn inside it;
     * ``metrics(params, state, x_a, t_a, x_b, t_b)``: the loss and hit sums of both sets, so
       the training and the held-out evaluation are one program.
     """
 
     def __init__(self, model: Model, optimizer: optax.GradientTransformation,
-                 place: _Placement, *, num_examples: int, batch_size: int, sampling: str,
-                 eval_batch_size: int, unroll: int):
+                 place: _Placement, *, eval_batch_size: int, unroll: int):
         scan = _scan_steps(model, optimizer, unroll)
 
         def start(params):
             return optimizer.init(params), model.init_state()
 
-        def epoch(train_state, x, t, key, epoch, *, num_steps):
-            indices = _batch_indices(jax.random.fold_in(key, epoch), num_examples, batch_size,
-                                     num_steps, sampling)
+        def epoch(train_state, x, t, indices, key, epoch):
             noise = jax.random.fold_in(jax.random.fold_in(key, NOISE_STREAM), epoch)
-            return scan(train_state, x, t, place.shard_batches(indices), noise)
+            return scan(train_state, x, t, indices, noise)
 
         def metrics(params, state, x_a, t_a, x_b, t_b):
             (loss_a, hits_a), (loss_b, hits_b) = metric_sums(
@@ -481,16 +487,17 @@ class _Programs:
         self.place = place
         self.start = jax.jit(start)
         self.metrics = jax.jit(metrics)
-        self._epoch = jax.jit(epoch, static_argnames=("num_steps",))
+        self._epoch = jax.jit(epoch)
         self._compiled: dict[int, Callable] = {}  # compiled ahead: kept out of the timing
 
-    def epoch(self, train_state, x, t, key, epoch: int,
-              num_steps: int) -> tuple[TrainState, np.ndarray, float]:
+    def epoch(self, train_state, x, t, indices, key, epoch: int) -> tuple[TrainState,
+                                                                         np.ndarray, float]:
         """Run one epoch: ``(new train state, its losses on the host, training seconds)``."""
-        arguments = (train_state, x, t, key, np.uint32(epoch))
+        arguments = (train_state, x, t, self.place.batch_indices(indices), key,
+                     np.uint32(epoch))
+        num_steps = indices.shape[0]
         if num_steps not in self._compiled:
-            self._compiled[num_steps] = self._epoch.lower(
-                *arguments, num_steps=num_steps).compile()
+            self._compiled[num_steps] = self._epoch.lower(*arguments).compile()
         begin = time.perf_counter()
         new_state, losses = self._compiled[num_steps](*arguments)
         losses = np.asarray(self.place.local(losses))  # waits for the epoch to finish
@@ -532,7 +539,8 @@ def fit(
       data: anything with ``x_train, t_train, x_test, t_test`` (e.g. :class:`fnnet.data.Dataset`),
         checked against the model by :func:`check_data` before any training.
       optimizer: an ``optax.GradientTransformation`` (e.g. :func:`fnnet.optim.sgd`).
-      key: ``jax.random`` key for the minibatch order (epoch ``e`` uses ``fold_in(key, e)``)
+      key: ``jax.random`` key for the minibatch order (epoch ``e`` uses
+        ``batch_indices(key, epoch=e)``)
         and for dropout (see :data:`NOISE_STREAM`).
       state: the model's initial state (batch-norm running statistics); default
         ``model.init_state()``. The final state is ``history.state``.
@@ -598,9 +606,7 @@ def fit(
     subset = eval_subset(num_examples, eval_train)
     with count_compilations() as compiles:
         place = _Placement(device, devices, batch_size)
-        programs = _Programs(model, optimizer, place, num_examples=num_examples,
-                             batch_size=batch_size, sampling=sampling,
-                             eval_batch_size=eval_batch_size,
+        programs = _Programs(model, optimizer, place, eval_batch_size=eval_batch_size,
                              unroll=check_int("unroll", unroll))
         x_train, t_train = place.replicate((data.x_train, data.t_train))
         eval_device = device if place.mesh is None else jax.local_devices()[0]
@@ -614,7 +620,7 @@ def fit(
         history, train_state = _train(model, programs, place, train_state, key,
                                       (x_train, t_train), eval_sets, plan, compiles,
                                       num_examples=num_examples, batch_size=batch_size,
-                                      checkpoint_dir=checkpoint_dir,
+                                      sampling=sampling, checkpoint_dir=checkpoint_dir,
                                       checkpoint_every=checkpoint_every, resume=resume,
                                       settings=settings, progress=progress, on_epoch=on_epoch,
                                       matmul_precision=matmul_precision,
@@ -629,8 +635,8 @@ def fit(
 def _train(model: Model, programs: _Programs, place: _Placement, train_state: TrainState,
            key: jax.Array, train_data: tuple, eval_sets: tuple,
            plan: list[int], compiles: CompileStats, *, num_examples: int, batch_size: int,
-           checkpoint_dir, checkpoint_every: int, resume: bool, settings, progress: bool,
-           on_epoch, matmul_precision: str,
+           sampling: str, checkpoint_dir, checkpoint_every: int, resume: bool, settings,
+           progress: bool, on_epoch, matmul_precision: str,
            record_steps: bool) -> tuple[History, TrainState]:
     """The epoch loop of :func:`fit`: train, check, evaluate, record, checkpoint."""
     held = contextlib.ExitStack()  # the precision, the checkpoint directory's lock
@@ -675,8 +681,10 @@ def _train(model: Model, programs: _Programs, place: _Placement, train_state: Tr
                 # Not donated: until an epoch has finished with finite losses, the previous
                 # train state stays valid, so a NaN or a Ctrl-C mid-epoch still leaves the last
                 # good state to save.
+                indices = batch_indices(key, num_examples=num_examples, batch_size=batch_size,
+                                        num_steps=num_steps, sampling=sampling, epoch=epoch)
                 new_state, losses, seconds = programs.epoch(
-                    train_state, *train_data, key, epoch, num_steps)
+                    train_state, *train_data, indices, key, epoch)
                 _check_finite_losses(losses, run, epoch)
                 local = place.local((new_state.params, new_state.model_state))
                 train_loss, train_acc, test_loss, test_acc = evaluate_both(*local)

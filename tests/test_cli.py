@@ -113,11 +113,23 @@ def test_missing_mnist_offline_names_where_it_looked(tmp_path, monkeypatch, caps
 
 def test_python_dash_m_and_the_compile_cache(tmp_path):
     env = {**os.environ, "FNNET_COMPILE_CACHE": str(tmp_path / "jax-cache"), "JAX_PLATFORMS": "cpu"}
-    command = [sys.executable, "-m", "fnnet", "train", "--epochs", "1", "--no-progress"]
+    out = tmp_path / "run.json"
+    command = [sys.executable, "-m", "fnnet", "train", "--epochs", "1", "--no-progress",
+               "--out", str(out)]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert "done: 14 steps" in first.stdout
     assert any(Path(tmp_path / "jax-cache").iterdir())  # compiled executables were cached
+    # four programs: the init (keys and parameters), fit's start (optimiser and model state),
+    # the epoch (batch order, steps) and the evaluation (train and test sets together)
+    time = json.loads(out.read_text())["summary"]["time"]
+    assert (time["programs"], time["cache_hits"]) == (4, 0)
+    assert "compile" in first.stdout.splitlines()[-1] and "(4 programs)" in first.stdout
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    time = json.loads(out.read_text())["summary"]["time"]
+    assert (time["programs"], time["cache_hits"]) == (4, 4)  # all four from the cache
+    assert time["wall_s"] >= time["startup_s"] + time["training_s"] + time["compile_s"]
     help_text = subprocess.run([sys.executable, "-m", "fnnet", "train", "--help"], env=env,
                                capture_output=True, text=True, timeout=60).stdout
     for flag in ("--dataset", "--grads", "--optimizer", "--steps", "--device", "--plot"):

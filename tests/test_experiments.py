@@ -179,3 +179,35 @@ def test_activation_histograms_quick(experiments, tmp_path):
            for name, run in result["runs"].items()}
     assert std["relu, std 0.01"][-1] < 1e-4 < 0.3 < std["relu, He"][-1]
     assert result["runs"]["sigmoid, std 1"]["layers"][0]["saturated"] > 0.4
+
+
+@pytest.mark.slow
+def test_startup_quick_times_a_cold_and_a_warm_run(experiments, tmp_path):
+    out = tmp_path / "startup.json"
+    experiments("startup").main(["--quick", "--out", str(out)])
+    result = json.loads(out.read_text())
+    modes = {row["mode"]: row for row in result["rows"]}
+    assert set(modes) == {"cold", "warm"}
+    for row in modes.values():
+        assert not row["errors"] and row["wall_s"] > row["compile_s"] > 0
+        assert row["programs"] == 4
+    assert out.with_suffix(".md").read_text().count("| train digits, 2 epochs |") == 2
+
+
+def test_spiral_quick(experiments, tmp_path):
+    result = run_quick(experiments, "spiral", tmp_path)
+    assert result["settings"]["epochs"] == 3 and len(result["run"]["loss"]) == 3
+    assert result["fnnet_seeds"]["runs"] == 2 == len(result["fnnet_seeds"]["final_loss"])
+    assert set(result["numpy_book_loop_seeds"]) == {"book points", "default_rng(1984) points"}
+    assert len(result["book_run"]["loss"]) == 3
+    assert result["regions"]["shape"][0] > 10
+
+
+@pytest.mark.slow
+def test_word2vec_quick(experiments, tmp_path):
+    result = run_quick(experiments, "word2vec", tmp_path)
+    assert result["data"]["corpus"] == "synthetic" and result["settings"]["epochs"] == 2
+    assert len(result["history"]["loss"]) == 2
+    assert set(result["queries"]["most_similar"]) == {"you", "year", "car", "toyota"}
+    assert all(len(found) == 5 for found in result["queries"]["analogy"].values())
+    assert len(result["projection"]["words"]) == len(result["projection"]["xy"]) > 4

@@ -243,6 +243,16 @@ def test_the_command_gives_jax_one_cpu_device_per_core_and_shards_the_trials(tmp
     done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--out", str(out), *FAST])
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(out.read_text())["summary"]
+    assert summary["available_devices"] == min(usable_cores(), MAX_CPU_DEVICES)
+    plan = summary["plan"]  # the default chooses: the first trial alone, then the faster plan
+    assert plan["adaptive"] and plan["mode"] in ("sequential", "vmapped")
+    assert plan["predicted_sequential_s"] > 0 and plan["predicted_vmapped_s"] > 0
+    assert f"plan: {'one trial at a time' if plan['mode'] == 'sequential' else 'chunks'}" in (
+        done.stdout)
+    done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--devices", "all", "--out", str(out),
+                        *FAST])
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(out.read_text())["summary"]
     assert (summary["platform"], summary["devices"]) == ("cpu", devices)
     assert summary["chunk_size"] == chunk_plan(3, CPU_TRIALS_PER_DEVICE * devices, devices)[1]
     assert f"on {devices} cpu device" in done.stdout
@@ -310,3 +320,24 @@ def test_bad_input_is_a_one_line_usage_error(flags, message, capsys):
     err = capsys.readouterr().err
     assert err.startswith("fnnet sweep: error: ") and err.count("\n") == 1, err
     assert message in err, err
+
+
+def test_the_adaptive_plan_takes_the_prediction_that_is_faster_compile_included():
+    from fnnet.sweep import VMAP_COMPILE_FACTOR, choose_plan
+
+    small = choose_plan(0.05, 3.0, 31, platform="cpu", devices=2, size=8)
+    assert small["mode"] == "sequential"
+    assert small["predicted_sequential_s"] == pytest.approx(31 * 0.05)
+    assert small["predicted_vmapped_s"] == pytest.approx(VMAP_COMPILE_FACTOR * 3.0
+                                                         + 31 * 0.05 / 1.8)
+    big = choose_plan(0.2, 3.0, 99, platform="cpu", devices=2, size=8)
+    assert big["mode"] == "vmapped" and big["predicted_speedup"] == pytest.approx(1.8)
+    assert choose_plan(0.2, 3.0, 99, platform="cpu", devices=1, size=4)["mode"] == "sequential"
+    assert choose_plan(0.2, 1.0, 99, platform="gpu", devices=1, size=100)["mode"] == "vmapped"
+
+
+def test_an_adaptive_sweep_trains_every_trial_as_the_others_do(one_chunk, model, split):
+    adaptive = _sweep(model, split, max_parallel=2, adaptive=True)
+    assert adaptive.plan["adaptive"] and adaptive.plan["mode"] in ("sequential", "vmapped")
+    assert "predicted_vmapped_s" in adaptive.plan
+    _assert_same_results(one_chunk, adaptive)

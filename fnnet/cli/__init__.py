@@ -2,7 +2,9 @@
 
 * :mod:`fnnet.cli.train` — ``fnnet train``: train one of the book's nets;
 * :mod:`fnnet.cli.gradcheck` — ``fnnet gradcheck``: manual vs autodiff vs numerical, per leaf;
-* :mod:`fnnet.cli.sweep` — ``fnnet sweep``: the book's hyperparameter search in one program.
+* :mod:`fnnet.cli.sweep` — ``fnnet sweep``: the book's hyperparameter search in one program;
+* :mod:`fnnet.cli.check_layer` — ``fnnet check-layer``: a book-style NumPy layer class checked;
+* :mod:`fnnet.cli.graph` — ``fnnet graph``: a computational graph with values and gradients.
 
 Each command module has ``add_parser(commands)``, which registers its flags and handler; the
 flags and checks they share live in :mod:`fnnet.cli.flags` and :mod:`fnnet.cli.common`.
@@ -15,6 +17,7 @@ Every failure is one line on stderr and an exit status:
 * 1 the data, a checkpoint or the disk failed (missing or corrupt files, a checkpoint
   directory locked by another run, a full disk: the message names the path), or a
   multi-host run could not join its coordinator in time; ``gradcheck``: out of tolerance;
+  ``check-layer``: a check failed; ``graph``: the function raised;
 * 2 a usage error: a bad flag value, or a model too large for the memory;
 * 3 training diverged (a non-finite loss);
 * 130 interrupted (Ctrl-C), at any point inside :func:`main` (a Ctrl-C while Python still
@@ -32,7 +35,7 @@ import time
 import warnings
 from collections.abc import Sequence
 
-from fnnet.cli import common, gradcheck, sweep, train
+from fnnet.cli import check_layer, common, gradcheck, graph, sweep, train
 from fnnet.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILURE,
@@ -43,7 +46,7 @@ from fnnet.cli.common import (
     UsageError,
 )
 
-COMMANDS = (train, gradcheck, sweep)
+COMMANDS = (train, gradcheck, sweep, check_layer, graph)
 """The subcommand modules, in the order ``fnnet --help`` lists them."""
 
 __all__ = ["COMMANDS", "build_parser", "main"]

@@ -57,8 +57,11 @@ def add_parser(commands: Any) -> None:
         description="The book's §6.5 search: train --trials models with learning rates and "
                     "weight decays drawn log-uniformly, many at once in one vmapped program "
                     "(--max-parallel at a time, sharded over --devices), judge them on a "
-                    "held-out validation set and "
-                    "report the test set alongside. Defaults are the book's ranges.",
+                    "held-out validation set and report the test set alongside. Defaults are "
+                    "the book's ranges. Without --max-parallel, --devices or --sequential the "
+                    "sweep chooses: it trains the first trial alone and, from its compile and "
+                    "training times, trains the rest one at a time or in chunks, whichever "
+                    "it predicts faster, compile included (the 'plan:' line says which).",
         formatter_class=common.DefaultsFormatter)
     flags.add_data_flags(sweep)
     flags.add_model_flags(sweep)
@@ -81,13 +84,14 @@ def add_parser(commands: Any) -> None:
     search.add_argument("--max-parallel", type=common.positive_int, default=None, metavar="K",
                         help="train at most K trials at once (default: all on a GPU; on a "
                              "CPU, 4 per device, the fastest for the book's §6.5 search on a "
-                             "2-core CPU)")
+                             "2-core CPU); giving it skips the choice of plan")
     search.add_argument("--sequential", action="store_true",
                         help="one trial at a time through the same code (the baseline)")
     search.add_argument("--devices", type=common.device_count, default=None, metavar="N|all",
                         help="shard the trials over N devices (default: all, at most one "
                              "per trial; on a CPU, JAX is given one device per core, up to 8, "
-                             "unless XLA_FLAGS or JAX_NUM_CPU_DEVICES says otherwise)")
+                             "unless XLA_FLAGS or JAX_NUM_CPU_DEVICES says otherwise); giving "
+                             "it skips the choice of plan")
     run = sweep.add_argument_group("run")
     run.add_argument("--out", type=Path, default=None,
                      help="JSON: settings, every trial (η, λ, seed, accuracies, curves, and "
@@ -95,6 +99,9 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--plot", type=Path, default=None,
                      help="PNG: validation curves of the best trials (the book's figure "
                           "6-24) and η × λ coloured by validation accuracy")
+    run.add_argument("--eval-train", type=common.positive_int, default=None, metavar="N",
+                     help="evaluate each trial's training loss and accuracy on a fixed sample "
+                          "of N training examples each epoch (default: all of them)")
     run.add_argument("--top", type=common.positive_int, default=10,
                      help="rows of the table of best trials (and panels of --plot, up to 20)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -152,6 +159,14 @@ def split_cpu() -> None:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    """The handler of ``fnnet sweep`` (exit status)."""
+    from fnnet.compiles import count_compilations
+
+    with count_compilations() as compiles:
+        return _run_sweep(args, common.Clock(compiles))
+
+
+def _run_sweep(args: argparse.Namespace, clock: common.Clock) -> int:
     import jax
 
     from fnnet.data import load_dataset
@@ -159,13 +174,14 @@ def run_sweep(args: argparse.Namespace) -> int:
     from fnnet.sweep import best_trials, chunk_plan, default_max_parallel, sample_trials, sweep
 
     options = flags.net_options(args)
+    adaptive = args.max_parallel is None and args.devices is None and not args.sequential
     if args.sequential:
         if args.max_parallel not in (None, 1):
             raise UsageError("--sequential trains one trial at a time; leave out "
-                                 f"--max-parallel {args.max_parallel}")
+                             f"--max-parallel {args.max_parallel}")
         if args.devices not in (None, 1):
             raise UsageError("--sequential trains one trial at a time on one device; "
-                                 f"leave out --devices {args.devices}")
+                             f"leave out --devices {args.devices}")
         args.max_parallel = 1
     given = flags.hyperparams_from_args(args)
     available = jax.devices()
@@ -176,13 +192,13 @@ def run_sweep(args: argparse.Namespace) -> int:
         count = len(available) if args.devices == "all" else args.devices
     if count > len(available):
         raise UsageError(f"--devices {args.devices}: JAX sees only {len(available)} "
-                             f"devices ({available})")
+                         f"devices ({available})")
     devices = count if count > 1 else None
     platform = available[0].platform
     max_parallel = args.max_parallel or default_max_parallel(platform, count)
     if max_parallel is not None and max_parallel < count:
         raise UsageError(f"--max-parallel {max_parallel} is less than --devices {count}: "
-                             f"each device trains whole trials")
+                         f"each device trains whole trials")
     chunks, size = chunk_plan(args.trials, max_parallel, count)
     if args.plot is not None:
         common.require_matplotlib()
@@ -190,48 +206,60 @@ def run_sweep(args: argparse.Namespace) -> int:
     common.check_writable("--plot", args.plot)
     if not args.no_compile_cache:
         common.enable_compile_cache()
-    data = flags.data_for_net(args.net, load_dataset(args.dataset, data_dir=args.data_dir,
-                                                   download=not args.no_download,
-                                                   progress=not args.no_progress))
-    args.split_seed = args.seed
-    split, test_set = flags.held_out_split(args, data)
+    with clock.part("data"):
+        data = flags.data_for_net(args.net, load_dataset(args.dataset, data_dir=args.data_dir,
+                                                         download=not args.no_download,
+                                                         progress=not args.no_progress))
+        args.split_seed = args.seed
+        split, test_set = flags.held_out_split(args, data)
     if args.batch_size > len(split.x_train):
         raise UsageError(f"--batch-size {args.batch_size} is larger than the training "
-                             f"part of the split ({len(split.x_train)} examples)")
+                         f"part of the split ({len(split.x_train)} examples)")
     if "hidden" in options:  # the MLPs' size is the user's to choose (conv nets: the book's)
         common.check_memory([split.x_train.shape[1], *args.hidden, data.num_classes],
-                          size * max(args.batch_size, min(1000, len(split.x_train))), 4,
-                          6 * size)
+                            size * max(args.batch_size, min(1000, len(split.x_train))), 4,
+                            6 * size)
     model = flags.model_from_args(_with(args, weight_decay=0.0), split, options)
     trials = sample_trials(args.trials, lr=args.lr, weight_decay=args.weight_decay,
                            seed=args.seed)
     steps = len(split.x_train) // args.batch_size
     where = f"{count} {platform} device{'s' * (count > 1)}"
+    how = (f"the first trial alone, then the rest one at a time or in chunks of {size} on "
+           f"{where}, whichever is predicted faster" if adaptive and size > 1 else
+           f"{chunks} chunk{'s' * (chunks > 1)} of {size} on {where}")
     print(f"fnnet sweep: {args.dataset} ({len(split.x_train)} train / {len(split.x_test)} "
           f"validation / {len(test_set[0])} test), {flags.net_line(args, split)}, "
           f"grads={args.grads}, optimizer={args.optimizer}, "
           f"lr {_bounds_text(args.lr)}, weight decay {_bounds_text(args.weight_decay)}; "
-          f"{args.trials} trials × {args.epochs} epochs × {steps} steps, {chunks} chunk"
-          f"{'s' * (chunks > 1)} of {size} on {where}", flush=True)
+          f"{args.trials} trials × {args.epochs} epochs × {steps} steps: {how}", flush=True)
     print(common.data_line(data.files), flush=True)
     result = sweep(model, trials, (split.x_train, split.t_train), (split.x_test, split.t_test),
                    epochs=args.epochs, optimizer=args.optimizer, hyperparams=given,
                    test=test_set, batch_size=args.batch_size, sampling=args.sampling,
-                   max_parallel=max_parallel, devices=devices,
-                   progress=not args.no_progress)
+                   max_parallel=max_parallel, devices=devices, adaptive=adaptive,
+                   eval_train=args.eval_train, progress=not args.no_progress)
+    clock.add("training", result.train_s)
     summary = {"trials": args.trials, "epochs": args.epochs, "steps_per_epoch": steps,
                "model_steps": result.model_steps, "train_s": result.train_s,
-               "compile_s": result.compile_s, "wall_s": result.wall_s,
                "model_steps_per_s": result.model_steps_per_s, "chunks": result.chunks,
                "chunk_size": result.chunk_size, "max_parallel": max_parallel,
-               "devices": count, "platform": platform,
+               "devices": result.plan["devices"], "available_devices": len(available),
+               "platform": platform, "plan": result.plan,
                "diverged": int(result.diverged.sum()),
                "best": int(result.ranking()[0])}
     print(format_table(best_trials(result, args.top)))
+    print(f"plan: {_plan_text(result.plan, platform)}")
     print(f"done: {args.trials} trials, {result.model_steps} model steps in "
-          f"{result.train_s:.2f} s training ({result.model_steps_per_s:,.0f} model-steps/s; "
-          f"compile {result.compile_s:.2f} s; wall {result.wall_s:.2f} s)"
+          f"{result.train_s:.2f} s of training and per-epoch evaluation "
+          f"({result.model_steps_per_s:,.0f} model-steps/s)"
           + (f"; {summary['diverged']} diverged" if summary["diverged"] else ""))
+    if args.plot is not None:
+        from fnnet.plots import plot_sweep
+
+        with clock.part("outputs"):
+            plot_sweep(result, args.plot, count=min(args.top, 20),
+                       title=f"{args.dataset}, {flags.net_line(args, split)}, "
+                             f"{args.optimizer}, {args.trials} trials")
     if args.out is not None:
         records = []
         for k, trial in enumerate(trials):
@@ -245,18 +273,28 @@ def run_sweep(args: argparse.Namespace) -> int:
                            for name in result.curves},
                 "train_args": train_args(args, trial)})
         settings = common.settings(args)  # lr, weight_decay: [low, high]
+        summary["time"] = clock.summary()
+        summary["compile_s"], summary["wall_s"] = (summary["time"]["compile_s"],
+                                                   summary["time"]["wall_s"])
         write_json(args.out, {
             "status": "complete", "settings": settings,
             "data": {"files": list(data.files), "train": len(split.x_train),
                      "validation": len(split.x_test), "test": len(test_set[0])},
             "summary": summary, "trials": records, "environment": environment()})
-    if args.plot is not None:
-        from fnnet.plots import plot_sweep
-
-        plot_sweep(result, args.plot, count=min(args.top, 20),
-                   title=f"{args.dataset}, {flags.net_line(args, split)}, "
-                         f"{args.optimizer}, {args.trials} trials")
+    print(clock.line())
     return 0
+
+
+def _plan_text(plan: dict[str, Any], platform: str) -> str:
+    """How the trials were trained, and, when the sweep chose, by which prediction."""
+    where = f"{plan['devices']} {platform} device{'s' * (plan['devices'] > 1)}"
+    text = ("one trial at a time" if plan["mode"] == "sequential" else
+            f"chunks of {plan['chunk_size']} trials on {where}")
+    if "predicted_vmapped_s" in plan:
+        text += (f" (chosen after the first trial: the rest predicted "
+                 f"{plan['predicted_sequential_s']:.2f} s one at a time, "
+                 f"{plan['predicted_vmapped_s']:.2f} s in chunks, compile included)")
+    return text
 
 
 def _with(args: argparse.Namespace, **changes: Any) -> argparse.Namespace:

@@ -15,13 +15,15 @@ Anything corrupt, truncated or inconsistent raises :class:`DatasetError` naming 
 dataset is returned whole or not at all.
 
 Text for the sequel's language models comes as a :class:`Corpus` of word ids:
-:func:`load_ptb` (Penn Treebank, :mod:`fnnet.data.ptb`).
+:func:`load_ptb` (Penn Treebank, :mod:`fnnet.data.ptb`); :func:`preprocess` turns a string
+into ids and :func:`create_contexts_target` a corpus into word2vec's examples
+(:mod:`fnnet.data.text`).
 
 The modules, one concern each: :mod:`~fnnet.data.dataset` (the container),
 :mod:`~fnnet.data.idx` (the file format), :mod:`~fnnet.data.files` (where files are looked
 for), :mod:`~fnnet.data.download` (verified downloads), :mod:`~fnnet.data.cache` (decoded
 copies), :mod:`~fnnet.data.digits`, :mod:`~fnnet.data.mnist`, :mod:`~fnnet.data.spiral` and
-:mod:`~fnnet.data.ptb` (the loaders).
+:mod:`~fnnet.data.ptb` (the loaders), :mod:`~fnnet.data.text` (text as ids, word2vec's windows).
 
 Example::
 
@@ -42,6 +44,7 @@ from fnnet.data.idx import read_idx, write_idx
 from fnnet.data.mnist import IDX_DATASETS, find_dataset_files, load_idx_dataset
 from fnnet.data.ptb import Corpus, load_ptb
 from fnnet.data.spiral import load_spiral
+from fnnet.data.text import TOY_TEXT, create_contexts_target, preprocess
 
 __all__ = [
     "CLASSES",
@@ -53,11 +56,13 @@ __all__ = [
     "MIRRORS",
     "NUM_CLASSES",
     "SYSTEM_DATA_DIR",
+    "TOY_TEXT",
     "Corpus",
     "Dataset",
     "DatasetError",
     "Mirror",
     "cache_dir",
+    "create_contexts_target",
     "download_dataset",
     "find_dataset_files",
     "load_dataset",
@@ -65,6 +70,7 @@ __all__ = [
     "load_idx_dataset",
     "load_ptb",
     "load_spiral",
+    "preprocess",
     "read_idx",
     "search_path",
     "write_idx",

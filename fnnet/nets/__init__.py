@@ -1,7 +1,9 @@
 """The books' networks, built from :mod:`fnnet.layers`, and the registry of their names.
 
 * :mod:`fnnet.nets.mlp` — :func:`two_layer_net`, :func:`multi_layer_net`;
-* :mod:`fnnet.nets.conv` — :func:`simple_conv_net`, :func:`deep_conv_net`.
+* :mod:`fnnet.nets.conv` — :func:`simple_conv_net`, :func:`deep_conv_net`;
+* :mod:`fnnet.nets.word2vec` — :func:`cbow`, :func:`skip_gram` (negative sampling with a
+  :class:`UnigramSampler`), models over word ids (:data:`WORD2VEC_NETS`).
 
 :data:`NETS` holds the classifiers by the names the command line takes (``--net``);
 :func:`build_net` builds one for an example shape and a number of classes.
@@ -15,9 +17,17 @@ from typing import Any
 from fnnet.layers import Model, Shape
 from fnnet.nets.conv import deep_conv_net, simple_conv_net
 from fnnet.nets.mlp import multi_layer_net, two_layer_net
+from fnnet.nets.word2vec import (
+    WORD2VEC_NETS,
+    UnigramSampler,
+    cbow,
+    skip_gram,
+    unigram_sampler,
+)
 
-__all__ = ["BOOK_INIT", "CONV_NETS", "NETS", "build_net", "deep_conv_net", "multi_layer_net",
-           "simple_conv_net", "two_layer_net"]
+__all__ = ["BOOK_INIT", "CONV_NETS", "NETS", "WORD2VEC_NETS", "UnigramSampler", "build_net",
+           "cbow", "deep_conv_net", "multi_layer_net", "simple_conv_net", "skip_gram",
+           "two_layer_net", "unigram_sampler"]
 
 
 def _two_layer(input_shape: Shape, num_classes: int, *, hidden: Sequence[int] = (50,),

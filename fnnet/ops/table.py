@@ -5,13 +5,20 @@
 op added here without a test row fails the suite. To add an op with a hand rule: write the
 ``custom_vjp`` and its plain-``jnp`` reference in an ops module, add one row below, and one
 row to the test table in ``tests/test_ops_agreement.py``.
+
+Each manual op runs inside ``jax.named_scope(<its name>)``, so its equations carry the op's
+name in jaxprs, HLO metadata and profiles; :mod:`fnnet.graph` draws each call of an op as one
+node by it.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import NamedTuple
+
+import jax
 
 from fnnet.ops import (
     activations,
@@ -41,6 +48,17 @@ def _pair(manual: Callable, reference: Callable) -> OpPair:
                         f"signature; got {inspect.signature(manual)} and "
                         f"{inspect.signature(reference)}")
     return OpPair(manual, reference)
+
+
+def _named(name: str, manual: Callable) -> Callable:
+    """``manual`` run inside ``jax.named_scope(name)`` (same signature, name and docstring)."""
+
+    @functools.wraps(manual)
+    def op(*args, **kwargs):
+        with jax.named_scope(name):
+            return manual(*args, **kwargs)
+
+    return op
 
 
 OPS: dict[str, OpPair] = {
@@ -82,3 +100,5 @@ OPS: dict[str, OpPair] = {
     "weight_sum": _pair(attention.weight_sum, attention.weight_sum_reference),
     "time_attention": _pair(attention.time_attention, attention.time_attention_reference),
 }
+
+OPS = {name: OpPair(_named(name, pair.manual), pair.reference) for name, pair in OPS.items()}
