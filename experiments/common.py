@@ -46,7 +46,24 @@ def parser(doc: str) -> argparse.ArgumentParser:
                    help="smoke run: digits, a few steps; writes <name>_quick.*")
     p.add_argument("--out-dir", type=Path, default=RESULTS,
                    help="where the JSON and PNG go (the committed ones: experiments/results)")
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw the PNG from the JSON already in --out-dir")
     return p
+
+
+def replot(name: str, args: argparse.Namespace,
+           plot: Callable[[dict[str, Any], Path], None]) -> bool:
+    """With ``--replot``: redraw ``<out-dir>/<name>[_quick].png`` from its JSON (no training)
+    and return True; without it, False."""
+    if not getattr(args, "replot", False):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    path = args.out_dir / f"{name}{'_quick' if args.quick else ''}.json"
+    plot(json.loads(path.read_text()), path.with_suffix(".png"))
+    print(f"redrew {path.with_suffix('.png')} from {path.name}")
+    return True
 
 
 def load(args: argparse.Namespace, train_size: int | None = None) -> Dataset:

@@ -211,3 +211,48 @@ def test_word2vec_quick(experiments, tmp_path):
     assert set(result["queries"]["most_similar"]) == {"you", "year", "car", "toyota"}
     assert all(len(found) == 5 for found in result["queries"]["analogy"].values())
     assert len(result["projection"]["words"]) == len(result["projection"]["xy"]) > 4
+
+
+@pytest.mark.slow
+def test_conv_filters_quick(experiments, tmp_path):
+    """Figure 7-24: conv1's 30 kernels before and after training, and how structured."""
+    result = run_quick(experiments, "conv_filters", tmp_path)
+    before, after = np.asarray(result["before"]), np.asarray(result["after"])
+    assert before.shape == after.shape == (30, 1, 5, 5) and not np.allclose(before, after)
+    assert abs(result["neighbour_correlation"]["before"]) < 0.2  # N(0, 0.01²) noise
+    assert result["history"]["step"][-1] == 30
+
+
+def test_numerical_gradient_training_quick(experiments, tmp_path):
+    """Chapter 4: backprop and the numerical gradient from the same init on the same batches."""
+    result = run_quick(experiments, "numerical_gradient_training", tmp_path)
+    backprop, numerical = result["backprop"], result["numerical"]
+    assert len(backprop["step_loss"]) == len(numerical["step_loss"]) == 14
+    np.testing.assert_allclose(numerical["step_loss"], backprop["step_loss"], rtol=1e-3)
+    assert numerical["s_per_step"] > backprop["s_per_step"] > 0
+    assert result["settings"]["forward_passes_per_numerical_step"] == 2 * (65 * 10 + 11 * 10)
+
+
+def test_the_batch_norm_figure_marks_diverged_runs(experiments, tmp_path, monkeypatch):
+    """A run whose loss turned NaN is drawn up to its last finite epoch and labelled, not as
+    a flat line at 10 %."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    module = experiments("batch_norm_comparison")
+    row = {"weight_scale": 1.0,
+           "plain": {"train_acc": [0.1, 0.3, 0.1, 0.1], "diverged_at_step": 15},
+           "batchnorm": {"train_acc": [0.1, 0.5, 0.6, 0.7], "diverged_at_step": None}}
+    result = {"runs": [row], "settings": {"steps_per_epoch": 10, "dataset": "digits",
+                                          "train_size": 100, "lr": 0.01}}
+    captured = {}
+    monkeypatch.setattr(plt, "close", lambda fig=None: captured.setdefault("fig", fig))
+    module.plot(result, tmp_path / "bn.png")
+    monkeypatch.undo()
+    ax = captured["fig"].axes[0]
+    plain = next(line for line in ax.lines if line.get_label().startswith("Normal"))
+    assert list(plain.get_xdata()) == [0, 1]  # epochs 2 and 3 come after the NaN (step 15)
+    assert any("NaN at step 15" in text.get_text() for text in ax.texts)
+    plt.close(captured["fig"])
