@@ -494,6 +494,9 @@ def test_split_seed_sits_in_the_held_out_validation_group():
     (["--lr", "0"], "argument --lr: must be a number > 0, got 0"),
     (["--lr", "1e-50"], "argument --lr: must be at least 1.18e-38"),
     (["--lr", "1e39"], "argument --lr: must be at most 3.4e+38"),
+    (["--net", "simple-conv", "--grads", "numerical"],
+     "--grads numerical trains --net two-layer and mlp without batch norm"),
+    (["--net", "mlp", "--batchnorm", "--grads", "numerical"], "not mlp --batchnorm"),
 ])
 def test_errors_name_the_flag_and_say_what_is_wrong(argv, message, monkeypatch, capsys):
     assert _exit_status(["train", *argv, *FAST]) == 2

@@ -236,23 +236,46 @@ def test_numerical_gradient_training_quick(experiments, tmp_path):
 def test_the_batch_norm_figure_marks_diverged_runs(experiments, tmp_path, monkeypatch):
     """A run whose loss turned NaN is drawn up to its last finite epoch and labelled, not as
     a flat line at 10 %."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     module = experiments("batch_norm_comparison")
     row = {"weight_scale": 1.0,
            "plain": {"train_acc": [0.1, 0.3, 0.1, 0.1], "diverged_at_step": 15},
            "batchnorm": {"train_acc": [0.1, 0.5, 0.6, 0.7], "diverged_at_step": None}}
     result = {"runs": [row], "settings": {"steps_per_epoch": 10, "dataset": "digits",
                                           "train_size": 100, "lr": 0.01}}
-    captured = {}
-    monkeypatch.setattr(plt, "close", lambda fig=None: captured.setdefault("fig", fig))
-    module.plot(result, tmp_path / "bn.png")
-    monkeypatch.undo()
-    ax = captured["fig"].axes[0]
+    ax = _figure_of(module.plot, result, tmp_path, monkeypatch).axes[0]
     plain = next(line for line in ax.lines if line.get_label().startswith("Normal"))
     assert list(plain.get_xdata()) == [0, 1]  # epochs 2 and 3 come after the NaN (step 15)
     assert any("NaN at step 15" in text.get_text() for text in ax.texts)
-    plt.close(captured["fig"])
+
+
+def _figure_of(plot, result, tmp_path, monkeypatch):
+    """The matplotlib figure ``plot(result, path)`` draws (its PNG written), kept open."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    captured = {}
+    with monkeypatch.context() as patch:
+        patch.setattr(plt, "close", lambda fig=None: captured.setdefault("fig", fig))
+        plot(result, tmp_path / "figure.png")
+    assert (tmp_path / "figure.png").stat().st_size > 0
+    return captured["fig"]
+
+
+def test_coinciding_manual_and_autodiff_curves_both_stay_visible(experiments, tmp_path,
+                                                                   monkeypatch):
+    history = {"epoch": [1, 2], "loss": [1.0, 0.5], "train_acc": [0.5, 0.7],
+               "test_acc": [0.4, 0.6]}
+    result = {"runs": {"manual": history, "autodiff": history},
+              "settings": {"layers": [64, 50, 10], "activation": "sigmoid", "init_std": 0.01,
+                           "dataset": "digits", "lr": 0.1, "batch_size": 100, "steps": 28}}
+    figure = _figure_of(experiments("train_two_layer").plot, result, tmp_path, monkeypatch)
+    for ax in figure.axes:
+        lines = {line.get_label(): line for line in ax.lines}
+        for quantity in {label.split(": ")[1] for label in lines}:
+            manual, autodiff = lines[f"manual: {quantity}"], lines[f"autodiff: {quantity}"]
+            assert manual.get_color() == autodiff.get_color()  # one colour per quantity
+            assert manual.get_linewidth() > 2 * autodiff.get_linewidth()  # wide under thin
+            assert autodiff.get_linestyle() == "--"
+        assert ax.get_xlabel() == "epoch"
