@@ -42,3 +42,16 @@ def test_the_op_agreement_figures_are_the_committed_run():
     assert _number(affine.group(1)) == float(f"{eager['max_abs']:.1e}")
     assert _number(affine.group(2)) == float(f"{eager['max_rel']:.1e}")
     assert result["float32"]["jit"]["affine"]["max_abs"] == 0.0
+
+
+def test_the_weight_decay_example_shows_w_decaying_and_b_not():
+    """Issue 18: with Adam and gradients of ones both moved by −lr·sign(g) = −0.001, so the
+    example printed the same update for W and b. With zero gradients only the decay moves."""
+    import numpy as np
+
+    [block] = [b for b in BLOCKS if "with_weight_decay" in b]
+    namespace: dict = {}
+    exec(compile(block, "README.md weight-decay block", "exec"), namespace)
+    updates = namespace["updates"]["affine1"]
+    assert np.all(np.asarray(updates["W"]) < 0)  # W decays towards 0
+    assert np.all(np.asarray(updates["b"]) == 0)  # b does not
