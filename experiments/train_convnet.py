@@ -61,6 +61,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     h, s = result["history"], result["settings"]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -72,6 +73,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax_acc.axhline(s["target"], color="grey", ls=":", label=f"target {s['target']:.3f}")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
         ax.grid(alpha=0.3)
         ax.legend()
     last = h["test_acc"][-1] if h["test_acc"] else float("nan")

@@ -88,6 +88,7 @@ def plot_sweep(result: Any, path: Path, *, count: int = 20, title: str = "") -> 
     epoch for the ``count`` best trials in a grid) and a scatter of η × λ coloured by
     validation accuracy, as one PNG."""
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     from fnnet.sweep import best_trials
 
@@ -109,6 +110,7 @@ def plot_sweep(result: Any, path: Path, *, count: int = 20, title: str = "") -> 
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7)
+    axes.flat[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # shared: whole epochs
     left.supxlabel("epoch")
     left.supylabel("accuracy")
     ax = right.subplots()
