@@ -272,6 +272,11 @@ class History:
         return {k: v for k, v in asdict(self).items() if k != "state"}
 
     @property
+    def trained_epochs(self) -> int:
+        """Epochs this call trained (0 when a resumed run had nothing left to do)."""
+        return len(self.epoch) - self.resumed_epochs
+
+    @property
     def trained_s(self) -> float:
         """Training seconds of this call (``wall_s`` less the resumed epochs' share)."""
         if not self.wall_s:

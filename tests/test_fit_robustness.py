@@ -159,9 +159,10 @@ def test_ctrl_c_while_waiting_for_an_epoch_keeps_the_previous_state(digits, tmp_
 def test_resume_with_more_steps_extends_a_finished_run(digits, tmp_path):
     _fit(digits, steps=20, checkpoint_dir=tmp_path)  # epochs of 14 + 6 steps
     _, history = _fit(digits, steps=40, checkpoint_dir=tmp_path, resume=True)
-    assert history.step == [34, 40] and history.epoch == [3, 4]  # 20 more: 14 + 6
+    assert history.step == [14, 20, 34, 40] and history.epoch == [1, 2, 3, 4]  # 14 + 6 more
+    assert history.resumed_epochs == 2 and history.trained_epochs == 2
     _, again = _fit(digits, steps=40, checkpoint_dir=tmp_path, resume=True)
-    assert again.epoch == []  # nothing left to do
+    assert again.trained_epochs == 0 and again.epoch == [1, 2, 3, 4]  # nothing left to do
 
 
 def test_parameters_broken_by_the_last_update_are_not_kept(digits, tmp_path):
@@ -241,7 +242,8 @@ def test_a_net_with_state_and_dropout_resumes_bit_for_bit(digits, tmp_path):
     straight, straight_history = run(epochs=3)
     run(epochs=2, checkpoint_dir=tmp_path)
     resumed, history = run(epochs=3, checkpoint_dir=tmp_path, resume=True)
-    assert history.epoch == [3]
+    assert history.epoch == [1, 2, 3] and history.trained_epochs == 1
+    assert history.test_acc == straight_history.test_acc
     _assert_bit_identical(straight, resumed)
     _assert_bit_identical(straight_history.state, history.state)  # the running statistics
     assert straight_history.test_acc[-1] > 0.5

@@ -223,7 +223,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
         print(f"fnnet train: interrupted{saved}", file=sys.stderr)
         write_outputs("interrupted", None, partial_history(error))
         return EXIT_INTERRUPTED
-    if not history.epoch:
+    if not history.trained_epochs:
         print(f"done: the checkpoint in {args.checkpoint_dir} already covers all "
               f"{sum(plan)} steps")
         write_outputs("already-complete", None, history.to_dict())
