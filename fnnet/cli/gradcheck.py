@@ -20,10 +20,13 @@ def add_parser(commands: Any) -> None:
         description="The book's chapter-5 gradient check, done properly: for every parameter "
                     "leaf of the net, the hand-derived gradient against jax.grad of the "
                     "reference and against central differences (in float64), on real samples. "
-                    "Exits 1 if any leaf is out of tolerance.",
+                    "Each leaf is ok, FAIL, zero (a gradient zero by construction, within the "
+                    "stated absolute tolerance) or not checked (nothing numerically "
+                    "comparable). Exits 1 if any leaf is out of tolerance.",
         formatter_class=common.DefaultsFormatter)
     flags.add_net_flags(check)
-    check.add_argument("--dataset", choices=DATASETS, default="digits")
+    check.add_argument("--dataset", choices=DATASETS, default="digits",
+                       help="the training set the checked samples are drawn from")
     check.add_argument("--data-dir", type=Path, default=None,
                        help="directory holding the IDX files (see fnnet train --help)")
     check.add_argument("--no-download", action="store_true",
@@ -35,7 +38,9 @@ def add_parser(commands: Any) -> None:
                             "reference is always float64)")
     check.add_argument("--max-entries", type=common.positive_int, default=64,
                        help="entries per leaf checked numerically (a seeded random subset)")
-    check.add_argument("--seed", type=common.seed, default=0)
+    check.add_argument("--seed", type=common.seed, default=0,
+                       help="seeds the sample choice, the init, the dropout mask and the "
+                            "numerically checked entries")
     check.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
                        help="float32 matmul precision of the three gradients; highest on every "
                             "device, so GPUs' TF32 does not make correct rules look wrong")
@@ -46,21 +51,30 @@ def add_parser(commands: Any) -> None:
 
 def run_gradcheck(args: argparse.Namespace) -> int:
     """The handler of ``fnnet gradcheck`` (exit status: 1 when a leaf is out of tolerance)."""
+    from fnnet.compiles import count_compilations
+
+    with count_compilations() as compiles:
+        return _run_gradcheck(args, common.Clock(compiles))
+
+
+def _run_gradcheck(args: argparse.Namespace, clock: common.Clock) -> int:
     from fnnet.data import CLASSES, INPUT_SIZES
     from fnnet.gradcheck import gradcheck_model
     from fnnet.results import environment, write_json
 
+    flags.check_data_flags(args)
     options = flags.net_options(args)
     common.check_writable("--json", args.json)
     if "hidden" in options:
         # float64 params, two gradients, and the numerical check's 2 x 32 perturbed copies.
         common.check_memory([INPUT_SIZES[args.dataset], *args.hidden, CLASSES[args.dataset]],
                             args.batch_size, 8, 70)
-    report = gradcheck_model(
-        net=args.net, dataset=args.dataset, batch_size=args.batch_size, dtype=args.dtype,
-        seed=args.seed, data_dir=None if args.data_dir is None else str(args.data_dir),
-        max_entries=args.max_entries, download=not args.no_download,
-        matmul_precision=args.matmul_precision, **options)
+    with clock.part("check"):  # data, init and the three gradients, less their compiling
+        report = gradcheck_model(
+            net=args.net, dataset=args.dataset, batch_size=args.batch_size, dtype=args.dtype,
+            seed=args.seed, data_dir=None if args.data_dir is None else str(args.data_dir),
+            max_entries=args.max_entries, download=not args.no_download,
+            matmul_precision=args.matmul_precision, **options)
     shape = (f"{'-'.join(map(str, args.hidden))} hidden, {args.activation}, "
              if "hidden" in options else "")
     extras = "".join([", batchnorm" if args.batchnorm else "",
@@ -70,7 +84,8 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     print(report.format_table())
     if args.json is not None:
         write_json(args.json, {"settings": common.settings(args), "report": report.to_dict(),
-                               "environment": environment()})
+                               "time": clock.summary(), "environment": environment()})
+    print(clock.line())
     if not report.ok:
         print(f"fnnet gradcheck: out of tolerance: {', '.join(report.failures)}",
               file=sys.stderr)

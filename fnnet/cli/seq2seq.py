@@ -239,21 +239,21 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
         print(f"fnnet seq2seq: interrupted{saved}", file=sys.stderr)
         write_outputs("interrupted", None, partial_history())
         return EXIT_INTERRUPTED
-    if not history.epoch:
+    if not history.trained_epochs:
         print(f"done: the checkpoint in {args.checkpoint_dir} already covers all {steps} "
               f"steps")
         write_outputs("already-complete", None, history.to_dict())
         return 0
     last = history.last()
-    clock.add("training", last["wall_s"])
+    clock.add("training", history.trained_s)
     clock.add("evaluation", history.eval_s)
     best = int(np.argmax(history.test_acc))
     summary = {
         "test_acc": last["test_acc"], "train_acc": last["train_acc"],
         "test_loss": last["test_loss"], "best_test_acc": history.test_acc[best],
         "best_epoch": history.epoch[best], "steps": last["step"], "epochs": last["epoch"],
-        "train_s": last["wall_s"],
-        "steps_per_s": (last["step"] - history.start_step) / last["wall_s"],
+        "train_s": history.trained_s,  # this command's training (after a resume too)
+        "steps_per_s": (last["step"] - history.start_step) / history.trained_s,
         "train_eval_size": history.train_eval_size,
     }
     print(f"done: {summary['steps']} steps, {summary['train_s']:.2f} s training "

@@ -28,9 +28,9 @@ from fnnet.nets.word2vec import (
     unigram_sampler,
 )
 
-__all__ = ["CONV_NETS", "NETS", "WORD2VEC_NETS", "UnigramSampler", "build_net", "cbow",
-           "deep_conv_net", "multi_layer_net", "simple_conv_net", "skip_gram", "two_layer_net",
-           "unigram_sampler"]
+__all__ = ["BOOK_INIT", "CONV_NETS", "NETS", "WORD2VEC_NETS", "UnigramSampler", "build_net",
+           "cbow", "deep_conv_net", "multi_layer_net", "simple_conv_net", "skip_gram",
+           "two_layer_net", "unigram_sampler"]
 
 
 def _two_layer(input_shape: Shape, num_classes: int, *, hidden: Sequence[int] = (50,),
@@ -69,13 +69,21 @@ CONV_NETS = ("simple-conv", "deep-conv")
 """The nets by the names ``fnnet train --net`` and ``fnnet gradcheck --net`` take; each is
 ``build(input_shape, num_classes, **options) -> Model``."""
 
+BOOK_INIT = {"two-layer": "normal", "mlp": "he", "simple-conv": "normal", "deep-conv": "he"}
+"""Each net's default ``weight_init``, the book's: ``TwoLayerNet`` and ``SimpleConvNet`` draw
+``N(0, 0.01²)`` (``weight_init_std=0.01``); ``MultiLayerNet``, ``MultiLayerNetExtend`` and
+``DeepConvNet`` use He (``weight_init_std='relu'``), without which a deep ReLU net at std
+0.01 stays at chance."""
+
 
 def build_net(name: str, input_shape: Shape, num_classes: int, **options: Any) -> Model:
-    """The net ``name`` of :data:`NETS` for examples of ``input_shape`` and ``num_classes``.
+    """The net ``name`` of :data:`NETS` for examples of ``input_shape`` and ``num_classes``,
+    with the book's ``weight_init`` for that net (:data:`BOOK_INIT`) unless one is given.
 
     >>> build_net("mlp", (64,), 10, hidden=[20, 20]).output_shape
     (10,)
     """
     if name not in NETS:
         raise ValueError(f"net must be one of {tuple(NETS)}; got {name!r}")
+    options.setdefault("weight_init", BOOK_INIT[name])
     return NETS[name](tuple(input_shape), num_classes, **options)
