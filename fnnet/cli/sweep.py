@@ -174,6 +174,7 @@ def _run_sweep(args: argparse.Namespace, clock: common.Clock) -> int:
     from fnnet.sweep import best_trials, chunk_plan, default_max_parallel, sample_trials, sweep
 
     options = flags.net_options(args)
+    flags.check_data_flags(args)
     adaptive = args.max_parallel is None and args.devices is None and not args.sequential
     if args.sequential:
         if args.max_parallel not in (None, 1):
