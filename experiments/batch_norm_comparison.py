@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import load, parser, write
+from common import load, parser, replot, write
 
 import fnnet
 from fnnet.optim import sgd
@@ -110,10 +110,25 @@ def plot(result: dict[str, Any], path: Path) -> None:
     rows = -(-len(runs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), sharex=True,
                              sharey=True, squeeze=False)
+    steps_per_epoch = result["settings"]["steps_per_epoch"]
+    styles = {"batchnorm": ("-", "C0", "Batch Normalization"),
+              "plain": ("--", "C1", "Normal (without BatchNorm)")}
     for i, (ax, run) in enumerate(zip(axes.flat, runs, strict=False)):
-        epochs = range(len(run["plain"]["train_acc"]))
-        ax.plot(epochs, run["batchnorm"]["train_acc"], label="Batch Normalization")
-        ax.plot(epochs, run["plain"]["train_acc"], "--", label="Normal (without BatchNorm)")
+        notes = []
+        for variant, (style, colour, label) in styles.items():
+            acc = np.asarray(run[variant]["train_acc"])
+            step = run[variant].get("diverged_at_step")
+            # A diverged net predicts one class (~10 %): draw the curve up to its last finite
+            # epoch, mark where the loss turned NaN, and say so instead of a flat line.
+            good = len(acc) if step is None else -(-step // steps_per_epoch)
+            ax.plot(range(good), acc[:good], style, color=colour, label=label)
+            if step is not None:
+                ax.plot(good - 1, acc[good - 1], "x", color=colour, ms=8, mew=2)
+                notes.append(f"{'BN' if variant == 'batchnorm' else 'plain'}: NaN at step "
+                             f"{step}")
+        if notes:
+            ax.text(0.97, 0.05, "diverged: " + "; ".join(notes), transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=7, color="C3")
         ax.set_title(f"W: {run['weight_scale']:.4g}", fontsize=9)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
@@ -123,10 +138,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
             ax.set_xlabel("epochs")
     for ax in axes.flat[len(runs):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7, loc="lower right")
+    axes.flat[0].legend(fontsize=7, loc="upper left")
     s = result["settings"]
     fig.suptitle(f"batch norm vs none on {s['dataset']} ({s['train_size']} training examples, "
-                 f"SGD lr {s['lr']}): initial weight std W")
+                 f"SGD lr {s['lr']}): train accuracy per epoch from initial weight std W\n"
+                 f"(×: the last epoch before the loss turned NaN; a flat line at ~0.1 is a net "
+                 f"that predicts one class)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -143,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
                         "fnnet's layer starts it at 1, which makes eval-mode accuracy lag for "
                         "small weight scales (the batch variance is ~w², far below 1)")
     args = p.parse_args(argv)
-    write("batch_norm_comparison", args, run(args), plot)
+    if not replot("batch_norm_comparison", args, plot):
+        write("batch_norm_comparison", args, run(args), plot)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ each row's final parameters by one shared NumPy forward pass. The machine's 1-mi
 average is recorded: where others are using the machine, multi-threaded BLAS/OpenMP in the
 NumPy and PyTorch rows can slow down many-fold (see ``--threads``).
 
-Output: ``experiments/results/benchmark-<device>-<config>[-quick|-<N>steps][-partial].json``
+Output: ``experiments/runs/benchmark-<device>-<config>[-quick|-<N>steps][-partial].json``
 (or ``--out``) and a markdown table next to it (``.md``); a progress line per row on stderr.
 
     python experiments/benchmark.py --quick            # ~300 steps, 1 repeat: a smoke run
@@ -73,7 +73,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from common import write_results
+from common import RESULTS, write_results
 from peers import PairParams, jax_common, numpy_book, optax_only, plain_jax
 from user_loop import user_epoch
 
@@ -84,7 +84,6 @@ from fnnet.parallel import usable_cores
 from fnnet.precision import mixed_precision
 from fnnet.train import TrainState, init_train_state, make_epoch, make_train_step
 
-RESULTS = Path(__file__).resolve().parent / "results"
 Trainer = Callable[[PairParams, np.ndarray, np.ndarray, np.ndarray, float, str],
                    tuple[PairParams, float, float]]
 
@@ -612,7 +611,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def default_out(args: argparse.Namespace, cfg: Config) -> Path:
-    """``results/benchmark-<device>-<config>[-quick|-<N>steps][-partial].json``: runs that
+    """``runs/benchmark-<device>-<config>[-quick|-<N>steps][-partial].json``: runs that
     are not full never overwrite a full run's file."""
     suffix = "-quick" if args.quick else (f"-{cfg.steps}steps" if args.steps else "")
     suffix += "-partial" if args.impl else ""
@@ -665,7 +664,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seed of the init, the batch order and synthetic data")
     parser.add_argument("--out", type=Path,
                         help="JSON path (the .md goes next to it); default: "
-                             "experiments/results/benchmark-<device>-<config>[…].json")
+                             "experiments/runs/benchmark-<device>-<config>[…].json")
     parser.add_argument("--list", action="store_true", help="list the rows and exit")
     args = parser.parse_args(argv)
     if args.quick and args.config != "small":

@@ -23,7 +23,7 @@ once, then again) so that a change in the machine's load hits every row alike; t
 reported. The 1-minute load average before and after
 is recorded: this 2-core machine is shared.
 
-Output: ``experiments/results/benchmark-<device>-conv[-quick].json`` and ``.md``.
+Output: ``experiments/runs/benchmark-<device>-conv[-quick].json`` and ``.md``.
 
     python experiments/benchmark_conv.py                  # 600 steps (one epoch), 3 repeats
     python experiments/benchmark_conv.py --repeats 1 --threads 1
@@ -44,7 +44,7 @@ from typing import Any
 import jax
 import numpy as np
 from benchmark import environment, load_average, make_indices, usable_cores
-from common import write_results
+from common import RESULTS, write_results
 from peers import jax_common, numpy_book_conv
 
 from fnnet.data import load_dataset
@@ -52,7 +52,6 @@ from fnnet.nets import simple_conv_net
 from fnnet.optim import adam
 from fnnet.train import evaluate, init_train_state, make_epoch, make_train_step
 
-RESULTS = Path(__file__).resolve().parent / "results"
 Trainer = Callable[[Any, np.ndarray, np.ndarray, np.ndarray], tuple[Any, float, float]]
 
 

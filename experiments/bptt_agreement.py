@@ -9,7 +9,7 @@ time_attention with T_enc = T and T_dec = T + 1).
 For each op and T: random inputs (seeded), the VJP of the manual op and of the reference
 under a random cotangent on each output alone and on all outputs at once; the error is
 ``max|manual − reference| / max|reference|`` per gradient, the worst over gradients and
-cotangents. Prints a table and writes ``experiments/results/bptt_agreement.json``.
+cotangents. Prints a table and writes ``experiments/runs/bptt_agreement.json``.
 
     PYTHONPATH=. python experiments/bptt_agreement.py [--max-t 64]
 """
@@ -26,11 +26,10 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from common import environment  # noqa: E402
+from common import RESULTS, environment  # noqa: E402
 
 from fnnet import autodiff, manual  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 1e-10
 BLOCKS = {"time_rnn": 1, "time_lstm": 4, "time_gru": 3}
 COLUMNS = (1, 2, 4, 8, 16, 32, 64)

@@ -6,7 +6,7 @@ At the sequel's chapter-6 Rnnlm shapes (batch N = 20, time T = 35, D = H = 100, 
 and for the reference (``lax.scan`` of the plain cell differentiated by ``jax.grad``).
 Both are compiled and warmed up first (compile time reported apart), then timed side by
 side — the two interleaved, round after round — and the medians compared. Writes
-``experiments/results/bptt_speed.json`` and ``bptt_speed.md``.
+``experiments/runs/bptt_speed.json`` and ``bptt_speed.md``.
 
 The CPUs this runs on are often shared: the absolute times are noisy; read the ratio.
 
@@ -24,11 +24,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import environment
+from common import RESULTS, environment
 
 from fnnet import autodiff, manual
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def make_step(ops, cotangents):

@@ -1,8 +1,13 @@
 """What the chapter-6 experiment scripts share: data, the run record, smoothing, output files.
 
-Every script is one command that writes ``experiments/results/<name>.json`` and
-``<name>.png``; ``--quick`` runs it tiny on the bundled digits (a smoke run, written as
+Every script is one command that writes ``<name>.json`` and ``<name>.png`` into
+``--out-dir``; ``--quick`` runs it tiny on the bundled digits (a smoke run, written as
 ``<name>_quick``) so the tests can exercise it in seconds.
+
+Where results go: by default into :data:`RESULTS`, ``experiments/runs/`` (ignored by git), so
+running an experiment never overwrites the committed results the README shows, which live in
+:data:`COMMITTED` (``experiments/results/``). To refresh those, pass ``--out-dir
+experiments/results`` (or ``--out experiments/results/...`` where a script takes a file).
 """
 
 from __future__ import annotations
@@ -24,7 +29,12 @@ from fnnet.layers import Model
 from fnnet.results import environment
 from fnnet.train import batch_indices, init_train_state, make_epoch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+COMMITTED = Path(__file__).resolve().parent / "results"
+"""The committed results (JSON and PNG) the README shows."""
+
+RESULTS = Path(__file__).resolve().parent / "runs"
+"""Where the scripts write by default (git-ignored): a run never overwrites :data:`COMMITTED`."""
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 """The development machines' read-only data (PTB valid and test), beside the checkout."""
 
@@ -37,8 +47,26 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: digits, a few steps; writes <name>_quick.*")
-    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--out-dir", type=Path, default=RESULTS,
+                   help="where the JSON and PNG go (the committed ones: experiments/results)")
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw the PNG from the JSON already in --out-dir")
     return p
+
+
+def replot(name: str, args: argparse.Namespace,
+           plot: Callable[[dict[str, Any], Path], None]) -> bool:
+    """With ``--replot``: redraw ``<out-dir>/<name>[_quick].png`` from its JSON (no training)
+    and return True; without it, False."""
+    if not getattr(args, "replot", False):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    path = args.out_dir / f"{name}{'_quick' if args.quick else ''}.json"
+    plot(json.loads(path.read_text()), path.with_suffix(".png"))
+    print(f"redrew {path.with_suffix('.png')} from {path.name}")
+    return True
 
 
 def load(args: argparse.Namespace, train_size: int | None = None) -> Dataset:

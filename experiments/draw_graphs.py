@@ -18,12 +18,11 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from common import RESULTS
 
 import fnnet
 import fnnet.graph as fg
 from fnnet.data import load_dataset
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def two_layer_graph() -> tuple[fg.Graph, str]:

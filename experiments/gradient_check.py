@@ -9,7 +9,7 @@
    (its probability below ~1e-7): the ``+ 1e-7`` flattens the loss and the gradient vanishes.
 
 Run ``python experiments/gradient_check.py [--dataset fashion-mnist] [--dtype float32]``;
-writes ``experiments/results/gradient_check.json``.
+writes ``experiments/runs/gradient_check.json``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import RESULTS
 
 from fnnet import manual
 from fnnet.data import DATASETS
 from fnnet.gradcheck import GradReport, gradcheck_model
-
-RESULTS = Path(__file__).resolve().parent / "results" / "gradient_check.json"
 
 NETS = {  # name: gradcheck_model arguments
     "two-layer": dict(net="two-layer", hidden=(50,), weight_init="normal"),
@@ -37,7 +36,7 @@ NETS = {  # name: gradcheck_model arguments
 
 def _display(path: Path) -> str:
     """``path`` relative to the repository when it lies inside it."""
-    root = RESULTS.parents[2]
+    root = RESULTS.parents[1]
     return str(path.resolve().relative_to(root)) if path.resolve().is_relative_to(root) else str(
         path)
 
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-entries", type=int, default=64,
                         help="entries per leaf checked numerically (default 64)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=RESULTS / "gradient_check.json")
     args = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)  # float64 numerical reference and demo
 

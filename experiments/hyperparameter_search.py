@@ -8,11 +8,11 @@ training examples of which 20% are held out for validation, 50 epochs of batch 1
     python experiments/hyperparameter_search.py                 # the sweep + the timing
     python experiments/hyperparameter_search.py --no-sequential # the sweep only
 
-Writes ``experiments/results/hyperparameter_search.json`` (every trial; ``fnnet sweep --out``)
+Writes ``experiments/runs/hyperparameter_search.json`` (every trial; ``fnnet sweep --out``)
 and ``.png`` (the book's figure 6-24 and lr × weight decay), then runs the same trials on one
 device (chunks of the default size, then all at once) and ``--sequential`` (one at a time
 through the same code), and writes the side-by-side timing to
-``experiments/results/hyperparameter_search-timing.json`` and ``.md`` (with how far the
+``experiments/runs/hyperparameter_search-timing.json`` and ``.md`` (with how far the
 vmapped and sequential trials are apart; the timing runs' own JSON is not kept).
 Compilation is timed apart (``compile_s``); ``train_s`` is the training epochs with their
 evaluation, ``wall_s`` the whole sweep.
@@ -37,12 +37,12 @@ from pathlib import Path
 import jax
 import numpy as np
 from benchmark import matmul_peak
+from common import RESULTS
 
 from fnnet.cli import main
 from fnnet.parallel import one_cpu_device_per_core
 from fnnet.results import environment, write_json
 
-RESULTS = Path(__file__).resolve().parent / "results"
 WIDTHS = [784, *[100] * 5, 10]  # the net of BOOK below
 TRAIN, VALIDATION, BATCH = 400, 100, 100  # --train-size 500, --validation 0.2
 BOOK = ["--dataset", "fashion-mnist", "--net", "mlp", *["--hidden", "100"] * 5,
@@ -112,11 +112,14 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--no-sequential", action="store_true",
                         help="skip the timing against --sequential")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS,
+                        help="where the results go (the committed ones: experiments/results)")
     ARGS = parser.parse_args()
     one_cpu_device_per_core()  # as the fnnet command does for itself
-    RESULTS.mkdir(exist_ok=True)
-    vmapped = run("vmapped", [], RESULTS / "hyperparameter_search.json",
-                  RESULTS / "hyperparameter_search.png")
+    OUT = ARGS.out_dir
+    OUT.mkdir(parents=True, exist_ok=True)
+    vmapped = run("vmapped", [], OUT / "hyperparameter_search.json",
+                  OUT / "hyperparameter_search.png")
     if ARGS.no_sequential:
         sys.exit(0)
     rows = [row("vmapped, the defaults", vmapped)]
@@ -146,10 +149,10 @@ if __name__ == "__main__":
              f"steps).")
     print(text)
     print(notes)
-    write_json(RESULTS / "hyperparameter_search-timing.json",
+    write_json(OUT / "hyperparameter_search-timing.json",
                 {"rows": rows, "same_val_acc": same, "agreement": agreement,
                  "matmul_peak_gflops": peak,
                  "flops_per_model_step": flops_per_model_step(), "speed_up_bound": bound,
                  "settings": vmapped["settings"], "environment": environment()})
-    (RESULTS / "hyperparameter_search-timing.md").write_text(
+    (OUT / "hyperparameter_search-timing.md").write_text(
         f"# §6.5 search, {ARGS.trials} trials: vmapped vs sequential\n\n{text}\n\n{notes}\n")

@@ -14,7 +14,7 @@ training, evaluation, compile with the number of programs, other). Medians are r
     python experiments/startup.py --quick         # a smoke run (tests)
     python experiments/startup.py --tree ../old   # and the same on an older tree
 
-Output: ``experiments/results/startup.json`` and ``.md`` (or ``--out``).
+Output: ``experiments/runs/startup.json`` and ``.md`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import write_results
+from common import RESULTS, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "experiments" / "results"
 
 CASES: dict[str, list[str]] = {
     "train digits, 20 epochs": ["train", "--dataset", "digits", "--epochs", "20"],

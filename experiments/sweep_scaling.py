@@ -13,7 +13,7 @@ over K = 1, and the saturation K: the smallest K within 10% of the best rate mea
 
 Data: the first ``--train-size`` training examples (default: 12 000 on a CPU, the whole set
 elsewhere, so that K = 1 runs hundreds of steps per dispatch), 20% of them held out for
-validation as the book's §6.5 split. Writes ``experiments/results/sweep_scaling.json`` and
+validation as the book's §6.5 split. Writes ``experiments/runs/sweep_scaling.json`` and
 ``.png`` (model-steps/s against K, both axes logarithmic).
 """
 

@@ -18,7 +18,7 @@ alone — the kernels XLA launches per step.
     python experiments/user_loop.py                     # relu, 5 runs of 3 epochs
     python experiments/user_loop.py --activation sigmoid --runs 7
 
-Output: ``experiments/results/user_loop-<activation>-<labels>.json`` and ``.md`` (or ``--out``).
+Output: ``experiments/runs/user_loop-<activation>-<labels>.json`` and ``.md`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -39,12 +39,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import write_results
+from common import RESULTS, write_results
 
 import fnnet
 from fnnet.data import DatasetError, load_dataset
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GRADS = ("manual", "autodiff")
 
 
@@ -314,7 +313,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trace-dir", default="/tmp/fnnet-user-loop-traces",
                         help="where the --profile traces go")
     parser.add_argument("--out", type=Path,
-                        help="JSON path (default: results/user_loop-<activation>-<labels>.json)")
+                        help="JSON path (default: runs/user_loop-<activation>-<labels>.json)")
     return parser.parse_args(argv)
 
 

@@ -2,7 +2,9 @@
 
 A checkpoint holds the parameter pytree, the optimiser state (any optax state pytree, e.g.
 ``optax.EmptyState()`` or tuples of named tuples of arrays), the ``jax.random`` key, the
-``step`` and ``epoch`` counters and the run's ``settings`` (a JSON-able dict)::
+``step`` and ``epoch`` counters, the run's ``settings`` (a JSON-able dict) and, optionally,
+its ``history`` so far (the per-epoch curves: an object of JSON lists), so that a resumed run
+reports the whole run::
 
     path = save_checkpoint("ckpt", step=1200, epoch=3, params=params,
                            opt_state=opt_state, key=key, settings={"lr": 0.1})
@@ -15,7 +17,8 @@ Layout and format
 ``DIR/step_00001200.npz``, one file per checkpoint, named by step (8 digits, more when the
 step needs them). The file is an ordinary zip archive that ``numpy.load`` also opens:
 
-* ``manifest.json`` — format name and version, step, epoch, settings, the key's PRNG
+* ``manifest.json`` — format name and version, step, epoch, settings, the history (if
+  saved; checkpoints written before fnnet kept it have none), the key's PRNG
   implementation, and for each tree (``params``, ``opt_state``, ``key``) its structure as
   text and one record per leaf: its pytree path (``affine1/W``, ``0/trace/affine1/W``), the
   member holding it, shape, dtype, stored dtype and the SHA-256 of its bytes;
@@ -137,6 +140,7 @@ class Checkpoint(NamedTuple):
     settings: dict[str, Any]
     path: Path
     model_state: PyTree = None  # batch-norm running statistics; {} for nets without state
+    history: dict[str, list] | None = None  # the run's curves up to this checkpoint, if saved
 
 
 # --- names ---------------------------------------------------------------------------------
@@ -238,6 +242,7 @@ def save_checkpoint(
     settings: dict[str, Any],
     keep: int | None = 3,
     model_state: PyTree = None,
+    history: dict[str, list] | None = None,
 ) -> Path:
     """Write ``DIR/step_<step>.npz`` atomically and keep only the newest ``keep`` checkpoints.
 
@@ -252,6 +257,8 @@ def save_checkpoint(
         kept); ``None`` keeps all.
       model_state: the model's own state (batch-norm running statistics), stored as a
         fourth tree when it has leaves.
+      history: the run's records so far, ``{name: [values]}`` (JSON-able, no NaN: use
+        None), kept in the manifest and given back as ``Checkpoint.history``.
 
     Returns:
       The path of the checkpoint written.
@@ -265,6 +272,13 @@ def save_checkpoint(
         json.dumps(settings, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise TypeError(f"save_checkpoint: settings must be JSON-able: {error}") from None
+    if history is not None:
+        if not _is_history(history):
+            raise TypeError("save_checkpoint: history must be a dict of lists")
+        try:
+            json.dumps(history, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"save_checkpoint: history must be JSON-able: {error}") from None
 
     key_data, key_info = _key_record(key)
     members: list[tuple[str, np.ndarray]] = []
@@ -295,6 +309,8 @@ def save_checkpoint(
     manifest = {"format": FORMAT, "version": VERSION, "step": step, "epoch": epoch,
                 "settings": settings, "key": key_info, "jax_version": jax.__version__,
                 "trees": trees}
+    if history is not None:
+        manifest["history"] = history
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -305,6 +321,11 @@ def save_checkpoint(
     if keep is not None:
         _prune(directory, keep, final)
     return final
+
+
+def _is_history(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, list)
+                                           for k, v in value.items())
 
 
 def _remove_stray_temporaries(directory: Path) -> None:
@@ -427,6 +448,8 @@ def _validate_manifest(path: Path, manifest: dict[str, Any]) -> None:
         bad(f"key typed must be true or false; got {key.get('typed')!r}")
     if key["typed"] and not (isinstance(key.get("impl"), str) and _known_impl(key["impl"])):
         bad(f"key impl {key.get('impl')!r} is not a PRNG implementation jax knows")
+    if "history" in manifest and not _is_history(manifest["history"]):
+        bad(f"history must be an object of lists; got {manifest['history']!r}")
     for tree in _TREES:
         entry = manifest["trees"].get(tree)
         if not isinstance(entry, dict) or not isinstance(entry.get("leaves"), list) or not all(
@@ -549,7 +572,8 @@ def _restore_file(path: Path, params_like: PyTree, opt_state_like: PyTree,
                                              f"{error}") from None
         else:
             key = jnp.asarray(key_data)
-    return Checkpoint(step, epoch, params, opt_state, key, settings, path, model_state)
+    return Checkpoint(step, epoch, params, opt_state, key, settings, path, model_state,
+                      manifest.get("history"))
 
 
 def read_settings(path: str | os.PathLike) -> dict[str, Any]:

@@ -23,6 +23,14 @@ A comparison passes when every compared entry has ``|a − b| ≤ max(atol, rtol
 floor))``, i.e. ``max_rel ≤ rtol`` (or ``max_abs ≤ atol``); tolerances default per dtype
 (:data:`RTOL_AUTODIFF`, :data:`RTOL_NUMERICAL`) and can be overridden.
 
+**Status.** Each comparison, and each leaf, is ``"ok"``, ``"FAIL"``, ``"zero"`` or
+``"not checked"``. *Zero*: every compared entry of both gradients is within the absolute
+tolerance the check resolves, ``zero_tol = max(atol, rtol·floor)`` — a gradient that is zero
+by construction (a bias followed by batch norm: the normalisation cancels any shift), whose
+cosine is rounding noise; it passes, and the table states the tolerance. *Not checked*: no
+entry could be compared (every numerically sampled entry was at a kink, or the leaf is empty)
+— never reported as "ok"; the report's :attr:`GradReport.not_checked` lists those leaves.
+
 **Numerical gradient.** ``∂L/∂θᵢ ≈ (L(θ + hᵢeᵢ) − L(θ − hᵢeᵢ)) / ((θᵢ + hᵢ) − (θᵢ − hᵢ))``
 with ``hᵢ = ∛ε · max(1, |θᵢ|)`` (``ε`` the machine epsilon of the dtype it is computed in:
 the step that balances the O(h²) truncation error against the O(ε|L|/h) rounding error; the
@@ -151,6 +159,8 @@ class Comparison:
     over the ``entries − skipped`` comparable entries; ``ok`` when every one of them has
     ``|a − b| ≤ max(atol, rtol·max(|a|, |b|, floor))``. NaN anywhere makes ``ok`` false.
     ``skipped``: entries left out as not comparable (numerical: the step crosses a kink).
+    ``max_magnitude = max(|a|, |b|)`` over the compared entries and ``zero_tol = max(atol,
+    rtol·floor)``, the absolute tolerance below which both gradients count as zero.
     """
 
     max_abs: float
@@ -162,6 +172,18 @@ class Comparison:
     atol: float
     ok: bool
     skipped: int = 0
+    max_magnitude: float = 0.0
+    zero_tol: float = 0.0
+
+    @property
+    def status(self) -> str:
+        """``"FAIL"``; ``"not checked"`` (no entry compared); ``"zero"`` (both gradients
+        within ``zero_tol`` of 0 everywhere); else ``"ok"``."""
+        if not self.ok:
+            return "FAIL"
+        if self.entries - self.skipped == 0:
+            return "not checked"
+        return "zero" if self.max_magnitude <= self.zero_tol else "ok"
 
 
 @dataclass(frozen=True)
@@ -184,6 +206,18 @@ class LeafReport:
     def ok(self) -> bool:
         return ((self.autodiff is None or self.autodiff.ok)
                 and (self.numerical is None or self.numerical.ok))
+
+    @property
+    def status(self) -> str:
+        """``"FAIL"`` if a comparison fails; ``"not checked"`` if the numerical check (when
+        asked for) compared nothing; ``"zero"`` if every comparison found a zero gradient;
+        else ``"ok"``."""
+        comparisons = [c for c in (self.autodiff, self.numerical) if c is not None]
+        if not self.ok:
+            return "FAIL"
+        if any(c.status == "not checked" for c in comparisons):
+            return "not checked"
+        return "zero" if all(c.status == "zero" for c in comparisons) else "ok"
 
 
 @dataclass(frozen=True)
@@ -218,6 +252,17 @@ class GradReport:
         """Paths of the leaves that fail."""
         return tuple(leaf.path for leaf in self.leaves if not leaf.ok)
 
+    @property
+    def not_checked(self) -> tuple[str, ...]:
+        """Paths of the leaves that pass only because nothing of them could be compared
+        numerically (status ``"not checked"``; they do not count as failures)."""
+        return tuple(leaf.path for leaf in self.leaves if leaf.status == "not checked")
+
+    @property
+    def zero(self) -> tuple[str, ...]:
+        """Paths of the leaves whose gradient is zero within the checks' tolerance."""
+        return tuple(leaf.path for leaf in self.leaves if leaf.status == "zero")
+
     def leaf(self, path: str) -> LeafReport:
         """The report of the leaf at ``path`` (e.g. ``"affine1/W"``)."""
         for leaf in self.leaves:
@@ -232,11 +277,16 @@ class GradReport:
         for leaf in self.leaves:
             entry = _finite(dataclasses.asdict(leaf))
             entry["shape"] = list(leaf.shape)
-            entry["ok"] = leaf.ok
+            entry["ok"], entry["status"] = leaf.ok, leaf.status
+            for name in ("autodiff", "numerical"):
+                if getattr(leaf, name) is not None:
+                    entry[name]["status"] = getattr(leaf, name).status
             leaves.append(entry)
         return {
             "ok": self.ok,
             "failures": list(self.failures),
+            "not_checked": list(self.not_checked),
+            "zero": list(self.zero),
             "loss": _finite(self.loss),
             "numerical_dtype": self.numerical_dtype,
             "max_entries": self.max_entries,
@@ -259,9 +309,32 @@ class GradReport:
                            f"(FLOORS[{first.dtype}]·max(1, |L|), loss L = {self.loss:.6g})",
                       f"matmul precision: {self.matmul_precision} (float32 products: "
                       f"{_PRECISION_NOTES[self.matmul_precision]})"]
-        lines += [f"note: {note}" for note in self.notes]
-        lines.append("OK" if self.ok else f"FAIL: {', '.join(self.failures)}")
+        lines += [f"note: {note}" for note in (*self._status_notes(), *self.notes)]
+        unchecked = (f" (not checked numerically: {', '.join(self.not_checked)})"
+                     if self.not_checked else "")
+        lines.append(f"OK{unchecked}" if self.ok else f"FAIL: {', '.join(self.failures)}")
         return "\n".join(lines)
+
+    def _status_notes(self) -> list[str]:
+        """What the "zero" and "not checked" statuses of the table mean, with tolerances."""
+        notes = []
+        zeros = [leaf for leaf in self.leaves if leaf.status == "zero"]
+        if zeros:
+            first = zeros[0]
+            bounds = ", ".join(f"<= {c.zero_tol:.1e} vs {name}" for name, c in
+                               (("autodiff", first.autodiff), ("numerical", first.numerical))
+                               if c is not None)
+            bounds = f"|g| {bounds}"
+            notes.append(f"zero ({', '.join(leaf.path for leaf in zeros)}): every entry of "
+                         f"both gradients is 0 within the absolute tolerance the check "
+                         f"resolves, rtol·floor ({bounds}): a gradient zero by construction, "
+                         f"e.g. a bias followed by batch norm; its cosine is rounding noise")
+        if self.not_checked:
+            notes.append(f"not checked ({', '.join(self.not_checked)}): no numerically "
+                         f"sampled entry could be compared, each sits at a kink (e.g. a zero "
+                         f"bias over blank pixels: the ReLU input is exactly 0), so only the "
+                         f"comparison with autodiff stands for it")
+        return notes
 
 
 def leaf_table(leaves: Sequence[LeafReport], *, labels: Sequence[str] | None = None,
@@ -285,7 +358,7 @@ def leaf_table(leaves: Sequence[LeafReport], *, labels: Sequence[str] | None = N
             *(_comparison_cells(leaf.autodiff) if leaf.autodiff else ["-", "-", "-"]),
             *(_comparison_cells(num) if num else ["-", "-", "-"]),
             _entries_cell(num) if num else "-",
-            "ok" if leaf.ok else "FAIL",
+            leaf.status,
         ])
     n_left = 2
     if labels is not None:
@@ -319,14 +392,19 @@ def _cosine_cell(cosine: float) -> str:
 
 
 def _entries_cell(c: Comparison) -> str:
-    """``64``, or ``64 (12 kinks)`` when some entries were not comparable."""
+    """``64``, ``64 (12 kinks)`` when some entries were not comparable, ``0 of 30 (30
+    kinks)`` when none was."""
     if not c.skipped:
         return str(c.entries)
-    return f"{c.entries} ({c.skipped} kink{'s' if c.skipped > 1 else ''})"
+    kinks = f"({c.skipped} kink{'s' if c.skipped > 1 else ''})"
+    return f"0 of {c.entries} {kinks}" if c.skipped == c.entries else f"{c.entries} {kinks}"
 
 
 def _comparison_cells(c: Comparison) -> list[str]:
-    return [f"{c.max_abs:.2e}", f"{c.max_rel:.2e}", _cosine_cell(c.cosine)]
+    if c.status == "not checked":
+        return ["-", "-", "-"]
+    cosine = "zero" if c.status == "zero" else _cosine_cell(c.cosine)
+    return [f"{c.max_abs:.2e}", f"{c.max_rel:.2e}", cosine]
 
 
 def _finite(value: Any) -> Any:
@@ -361,9 +439,11 @@ def _compare(a: np.ndarray, b: np.ndarray, floor: float, rtol: float, atol: floa
         return dataclasses.replace(inner, entries=int(a.size),
                                    skipped=int(a.size - np.count_nonzero(comparable)))
     diff = np.abs(a - b)
-    scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)
+    magnitude = np.maximum(np.abs(a), np.abs(b))
+    scale = np.maximum(magnitude, floor)
+    zero_tol = max(atol, rtol * floor)
     if a.size == 0:
-        return Comparison(0.0, 0.0, 0.0, 1.0, 0, rtol, atol, True)
+        return Comparison(0.0, 0.0, 0.0, 1.0, 0, rtol, atol, True, zero_tol=zero_tol)
     norms = float(np.linalg.norm(a)) * float(np.linalg.norm(b))
     if norms > 0:
         cosine = float(np.clip(np.dot(a, b) / norms, -1.0, 1.0))  # rounding can pass 1
@@ -372,7 +452,8 @@ def _compare(a: np.ndarray, b: np.ndarray, floor: float, rtol: float, atol: floa
     with np.errstate(invalid="ignore"):
         entry_ok = (diff <= np.maximum(atol, rtol * scale)) & np.isfinite(diff)
     return Comparison(float(np.max(diff)), float(np.mean(diff)), float(np.max(diff / scale)),
-                      cosine, int(a.size), rtol, atol, bool(np.all(entry_ok)))
+                      cosine, int(a.size), rtol, atol, bool(np.all(entry_ok)),
+                      max_magnitude=float(np.max(magnitude)), zero_tol=zero_tol)
 
 
 def _subset(size: int, max_entries: int | None, seed: int, leaf_index: int) -> np.ndarray:

@@ -31,6 +31,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fnnet._checks import check_positive
 
@@ -90,39 +91,50 @@ def _prefix_property_holds(keys: list[jax.Array]) -> bool:
     return True
 
 
+@partial(jax.jit, static_argnames=("shapes", "dtype"))
+def _normal_rows(keys: tuple[jax.Array, ...], *, shapes: tuple[tuple[int, ...], ...],
+                 dtype: jnp.dtype) -> tuple[jax.Array, ...]:
+    """``normal(keys[i], shapes[i], dtype)`` for every ``i``, as one ``vmap``-ed draw of the
+    longest size, each taking its prefix. One compiled program per set of shapes, shared by
+    every model whose init draws those shapes."""
+    size = max(math.prod(shape) for shape in shapes)
+    flat = jax.vmap(partial(jax.random.normal, shape=(size,), dtype=dtype))(jnp.stack(keys))
+    return tuple(flat[row, :math.prod(shape)].reshape(shape)
+                 for row, shape in enumerate(shapes))
+
+
 def _batched(requests: list[tuple[jax.Array, tuple[int, ...], jnp.dtype]]) -> list[jax.Array]:
-    """The draws of ``requests`` as one ``vmap``-ed draw per dtype (each key draws the longest
-    request's size; every request takes its prefix)."""
+    """The draws of ``requests``, one :func:`_normal_rows` per dtype."""
     values: list[jax.Array | None] = [None] * len(requests)
     for dtype in dict.fromkeys(dtype for _, _, dtype in requests):
         mine = [i for i, (_, _, d) in enumerate(requests) if d == dtype]
-        size = max(math.prod(requests[i][1]) for i in mine)
-        keys = jnp.stack([requests[i][0] for i in mine])
-        flat = jax.vmap(partial(jax.random.normal, shape=(size,), dtype=dtype))(keys)
-        for row, i in enumerate(mine):
-            shape = requests[i][1]
-            values[i] = flat[row, :math.prod(shape)].reshape(shape)
+        drawn = _normal_rows(tuple(requests[i][0] for i in mine),
+                             shapes=tuple(requests[i][1] for i in mine), dtype=dtype)
+        for i, value in zip(mine, drawn, strict=True):
+            values[i] = value
     return values  # type: ignore[return-value]
 
 
 def draws_as_one(init: Callable[..., Any]) -> Callable[..., Any]:
     """``init`` (e.g. ``key -> params``), with every :func:`standard_normal` draw it makes
-    computed by one vmapped draw: the same values, one random-number kernel to compile
-    instead of one per weight. Meant to run under ``jax.jit``.
+    computed by one vmapped draw (:func:`_normal_rows`): the same values, one random-number
+    kernel to compile instead of one per weight, shared by every model with the same weight
+    shapes. Eagerly or under ``jax.jit``.
 
-    It traces ``init`` twice: once to collect the draws (keys and shapes), once to build the
-    result from their batched values. ``init`` must make the same draws, in the same order,
-    both times (any pure init does). Draws by other means (``jax.random`` called directly, a
-    user's initializer) are left as they are. Where the batched values would differ (a
-    generator other than partitionable threefry) the draws are made one by one.
+    It runs ``init`` twice: once to collect the draws (keys and shapes, with host zeros in
+    their place), once to build the result from their batched values. ``init`` must make the
+    same draws, in the same order, both times (any pure init does). Draws by other means
+    (``jax.random`` called directly, a user's initializer) are left as they are. Where the
+    batched values would differ (a generator other than partitionable threefry) the draws
+    are made one by one.
     """
 
     def run(*args: Any, **kwargs: Any) -> Any:
         requests: list[tuple[jax.Array, tuple[int, ...], jnp.dtype]] = []
 
-        def record(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
+        def record(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> np.ndarray:
             requests.append((key, shape, dtype))
-            return jnp.zeros(shape, dtype)
+            return np.zeros(shape, dtype)  # a placeholder on the host: no device work
 
         with _drawing(record):
             init(*args, **kwargs)  # discovers the draws; its result is dead code

@@ -1,6 +1,7 @@
 """Figures of a run's results as PNG files (needs matplotlib: ``pip install 'fnnet[plot]'``).
 
-* :func:`plot_history` — loss and accuracy per epoch of a :func:`fnnet.train.fit` run;
+* :func:`plot_history` — loss and accuracy per epoch of a :func:`fnnet.train.fit` run (and
+  its per-step losses, when recorded: the book's figure 4-11);
 * :func:`plot_sweep` — the book's figure 6-24 and η × λ of a :func:`fnnet.sweep.sweep`;
 * :func:`plot_perplexity` — training and held-out perplexity per epoch of a
   :func:`fnnet.train_lm.fit_lm` run.
@@ -35,22 +36,53 @@ def save_png(fig: Any, path: Path) -> None:
         _pyplot().close(fig)
 
 
-def plot_history(history: Any, path: Path, *, title: str = "") -> None:
-    """Loss and accuracy per epoch (against steps) as a two-panel PNG."""
+def _curve(history: Any, name: str) -> list:
+    """A curve of a :class:`fnnet.train.History` or of its ``to_dict()``."""
+    return list(history[name] if isinstance(history, dict) else getattr(history, name))
+
+
+def history_figure(history: Any, *, title: str = "", held_out: str = "test") -> Any:
+    """The figure of a :func:`fnnet.train.fit` run: loss and accuracy per epoch (whole-epoch
+    ticks), the held-out set named ``held_out`` (``"validation"`` when fit's test slot held
+    the validation split), and, when the run recorded them (``record_steps``), every step's
+    training loss against the iteration first, as the book's figure 4-11."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(history.step, history.loss, label="train (mean over epoch)")
-    ax_loss.plot(history.step, history.test_loss, label="test")
-    ax_loss.set(xlabel="step", ylabel="softmax cross-entropy", title="loss")
-    ax_acc.plot(history.step, history.train_acc, label="train")
-    ax_acc.plot(history.step, history.test_acc, label="test")
-    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+    step_loss = _curve(history, "step_loss") if _has(history, "step_loss") else []
+    panels = 3 if step_loss else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
+    if step_loss:
+        ax = axes[0]
+        ax.plot(range(1, len(step_loss) + 1), step_loss, lw=0.8)
+        ax.set(xlabel="iteration (step)", ylabel="softmax cross-entropy",
+               title="training loss per step (batch)")
+    ax_loss, ax_acc = axes[-2:]
+    epochs = _curve(history, "epoch")
+    ax_loss.plot(epochs, _curve(history, "loss"), "o-", ms=3,
+                 label="train (mean over the epoch's steps)")
+    ax_loss.plot(epochs, _curve(history, "test_loss"), "s-", ms=3, label=held_out)
+    ax_loss.set(xlabel="epoch", ylabel="softmax cross-entropy", title="loss per epoch")
+    ax_acc.plot(epochs, _curve(history, "train_acc"), "o-", ms=3, label="train")
+    ax_acc.plot(epochs, _curve(history, "test_acc"), "s-", ms=3, label=held_out)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy after each epoch")
+    for ax in axes:
         ax.grid(alpha=0.3)
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    save_png(fig, path)
+    return fig
+
+
+def _has(history: Any, name: str) -> bool:
+    return name in history if isinstance(history, dict) else hasattr(history, name)
+
+
+def plot_history(history: Any, path: Path, *, title: str = "", held_out: str = "test") -> None:
+    """:func:`history_figure` as a PNG at ``path``."""
+    save_png(history_figure(history, title=title, held_out=held_out), path)
 
 
 def plot_perplexity(history: Any, path: Path, *, title: str = "") -> None:
@@ -75,6 +107,7 @@ def plot_sweep(result: Any, path: Path, *, count: int = 20, title: str = "") -> 
     epoch for the ``count`` best trials in a grid) and a scatter of η × λ coloured by
     validation accuracy, as one PNG."""
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     from fnnet.sweep import best_trials
 
@@ -96,6 +129,7 @@ def plot_sweep(result: Any, path: Path, *, count: int = 20, title: str = "") -> 
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7)
+    axes.flat[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # shared: whole epochs
     left.supxlabel("epoch")
     left.supylabel("accuracy")
     ax = right.subplots()

@@ -480,7 +480,7 @@ def sweep(
       eval_train: evaluate the training loss and accuracy on a fixed sample of this many
         training examples (:func:`fnnet.train.eval_subset`; default: all of them).
       keep_params: return the final parameters (stacked over trials) in ``params``.
-      progress: a tqdm bar over chunks × epochs.
+      progress: a tqdm bar over trials × epochs, drawn only on a terminal.
 
     Returns:
       a :class:`SweepResult`; trial k equals ``fit`` of that trial alone (see the module
@@ -513,7 +513,8 @@ def sweep(
     plan: dict[str, Any] = {"mode": "sequential" if size == 1 and place.mesh is None
                             else "vmapped", "adaptive": bool(adaptive)}
     todo = list(range(len(trials)))
-    bar = tqdm(total=len(trials) * epochs, unit="epoch", disable=not progress, leave=False,
+    bar = tqdm(total=len(trials) * epochs, unit="epoch", disable=None if progress else True,
+               leave=False,
                desc=f"{len(trials)} trials")
     try:
         if adaptive and plan["mode"] == "vmapped":

@@ -229,9 +229,9 @@ def evaluate(model: Model, params: Params, x: jax.Array, t: jax.Array, *,
 
 
 class EpochRecords:
-    """What a per-epoch history dataclass shares (:class:`History`, and
-    :class:`fnnet.train_lm.LMHistory`): its list fields are aligned by epoch; a field with
-    ``repr=False`` (e.g. the final model state) is left out of :meth:`to_dict`."""
+    """A per-epoch history dataclass's records (:class:`fnnet.train_lm.LMHistory`'s): its
+    list fields are aligned by epoch; a field with ``repr=False`` is left out of
+    :meth:`to_dict`."""
 
     def to_dict(self) -> dict[str, Any]:
         """The metrics and timings as plain lists and numbers (``repr=False`` fields left
@@ -251,14 +251,19 @@ class EpochRecords:
 
 
 @dataclass
-class History(EpochRecords):
+class History:
     """Per-epoch metrics of a :func:`fit` run (lists aligned by epoch) and its timings.
 
+    After a resume the lists hold the **whole run**: the ``resumed_epochs`` epochs restored
+    from the checkpoint (which keeps the history), then the ones this call trained.
     ``loss`` is the mean training loss over the epoch's steps (each before its update);
     ``train_*``/``test_*`` are evaluated after the epoch (``train_*`` over
     ``train_eval_size`` examples: all, or the sample ``eval_train`` asked for). ``wall_s`` is
     cumulative training time (evaluation and compilation excluded); ``steps_per_s`` is the
-    epoch's steps over its training time. ``compile_s`` is the time spent compiling (tracing,
+    epoch's steps over its training time; :attr:`trained_s` is this call's share of
+    ``wall_s``. ``step_loss`` is every step's training loss (before its update), when
+    :func:`fit` was asked to record them (``record_steps=True``; the book's figure 4-11), else
+    empty. ``compile_s`` is the time spent compiling (tracing,
     lowering, XLA) every program of the run, ``compilations`` their number and
     ``cache_hits`` how many of them came from the persistent compilation cache; ``eval_s``
     is evaluation time (compilation excluded); ``start_step`` is the step the run started
@@ -280,7 +285,44 @@ class History(EpochRecords):
     eval_s: float = 0.0
     train_eval_size: int = 0
     start_step: int = 0
+    step_loss: list[float] = field(default_factory=list)
+    resumed_epochs: int = 0
     state: Any = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics and timings as plain lists and numbers (``state`` left out)."""
+        return {k: v for k, v in asdict(self).items() if k != "state"}
+
+    @property
+    def trained_epochs(self) -> int:
+        """Epochs this call trained (0 when a resumed run had nothing left to do)."""
+        return len(self.epoch) - self.resumed_epochs
+
+    @property
+    def trained_s(self) -> float:
+        """Training seconds of this call (``wall_s`` less the resumed epochs' share)."""
+        if not self.wall_s:
+            return 0.0
+        before = self.wall_s[self.resumed_epochs - 1] if self.resumed_epochs else 0.0
+        return self.wall_s[-1] - (before or 0.0)
+
+    def curves(self) -> dict[str, list]:
+        """The per-epoch lists and ``step_loss``, non-finite numbers as None (what a
+        checkpoint keeps of the run)."""
+        return {name: [v if v is None or math.isfinite(v) else None for v in getattr(self, name)]
+                for name in (*_EPOCH_FIELDS, "step_loss")}
+
+    @classmethod
+    def resumed(cls, curves: dict[str, list], *, start_step: int, epoch: int) -> History:
+        """A history continuing ``curves`` (from a checkpoint at ``epoch``); empty (the
+        earlier epochs unknown) if they do not end at that epoch."""
+        epochs = curves.get("epoch", [])
+        if not epochs or epochs[-1] != epoch or any(
+                len(curves.get(name, [])) != len(epochs) for name in _EPOCH_FIELDS):
+            return cls(start_step=start_step)
+        return cls(start_step=start_step, resumed_epochs=len(epochs),
+                   step_loss=list(curves.get("step_loss", [])),
+                   **{name: list(curves[name]) for name in _EPOCH_FIELDS})
 
     def record(self, *, epoch: int, step: int, loss: float, train_loss: float,
                train_acc: float, test_loss: float, test_acc: float, seconds: float,
@@ -290,7 +332,17 @@ class History(EpochRecords):
                       train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                       wall_s=(self.wall_s[-1] if self.wall_s else 0.0) + seconds,
                       steps_per_s=num_steps / seconds if seconds > 0 else math.inf)
-        return self.append(record)
+        for name, value in record.items():
+            getattr(self, name).append(value)
+        return record
+
+    def last(self) -> dict[str, Any]:
+        """The last epoch's record as a dict (empty before the first epoch)."""
+        return {k: getattr(self, k)[-1] for k in _EPOCH_FIELDS if getattr(self, k)}
+
+
+_EPOCH_FIELDS = ("epoch", "step", "loss", "train_loss", "train_acc", "test_loss", "test_acc",
+                 "wall_s", "steps_per_s")
 
 
 def epoch_plan(num_examples: int, batch_size: int, *, epochs: int | None,
@@ -412,6 +464,7 @@ class _RunState:
     step: int
     checkpoint: Path | None
     saved_step: int
+    history: dict[str, list] | None = None  # the checkpoint's curves, after a resume
 
 
 # The dropout keys of epoch e are fold_in(fold_in(fold_in(key, NOISE_STREAM), e), step): a
@@ -499,9 +552,11 @@ def fit(
     checkpoint_every: int = 1,
     resume: bool = False,
     settings: dict[str, Any] | None = None,
-    progress: bool = True,
+    progress: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_epoch_params: Callable[[dict[str, Any], Params, State], None] | None = None,
     matmul_precision: str = "default",
+    record_steps: bool = False,
 ) -> tuple[Params, History]:
     """Train ``model`` from ``params`` on ``data`` and evaluate after every epoch.
 
@@ -533,15 +588,23 @@ def fit(
         :mod:`fnnet.parallel`); ``batch_size`` must divide by the device count.
       checkpoint_dir: save params, optimiser state, key, step, epoch and ``settings`` there
         every ``checkpoint_every`` epochs and at the end (see :mod:`fnnet.checkpoint`).
-      resume: continue from the newest complete checkpoint in ``checkpoint_dir`` (the
-        history then holds the epochs run by this call only) up to this call's total of
-        ``epochs``/``steps``; the same plan as the interrupted run continues it exactly.
+      resume: continue from the newest complete checkpoint in ``checkpoint_dir`` up to this
+        call's total of ``epochs``/``steps``; the same plan as the interrupted run continues
+        it exactly, and the history holds the whole run (the checkpoint keeps the earlier
+        epochs' records; ``history.resumed_epochs`` of them).
         Without ``resume``, a ``checkpoint_dir`` that already holds checkpoints is refused.
       settings: JSON-able description of the run, stored in checkpoints.
-      progress: show a tqdm bar over the steps.
-      on_epoch: called with each epoch's record (a dict) after it is evaluated.
+      progress: show a tqdm bar over the steps, on stderr, when stderr is a terminal (never
+        drawn into a file or a pipe); off by default, so library code stays quiet. The bar
+        shows the epoch lines' rate (training steps/s, evaluation and compiling excluded).
+      on_epoch: called with each epoch's record (a dict) after it is evaluated (this call's
+        epochs only, not those restored by ``resume``).
+      on_epoch_params: called after ``on_epoch`` with the record, the epoch's parameters and
+        model state (readable by this process), e.g. to decode a few examples.
       matmul_precision: float32 matmul precision of the compiled steps and evaluation
         (:data:`fnnet.precision.MATMUL_PRECISIONS`; ``"default"``: TF32 on NVIDIA GPUs).
+      record_steps: also keep every step's loss in ``history.step_loss`` (the book's figure
+        4-11: the loss per iteration).
 
     Returns:
       ``(params, history)``.
@@ -557,6 +620,9 @@ def fit(
         epoch, was NaN or infinite (training stops there; that epoch is not kept).
       KeyboardInterrupt: re-raised after saving a checkpoint of the last finished epoch
         (when ``checkpoint_dir`` is given).
+
+      Both carry the :class:`History` of the finished epochs as their ``history``
+      attribute.
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}; got {sampling!r}")
@@ -587,7 +653,9 @@ def fit(
                                       sampling=sampling, checkpoint_dir=checkpoint_dir,
                                       checkpoint_every=checkpoint_every, resume=resume,
                                       settings=settings, progress=progress, on_epoch=on_epoch,
-                                      matmul_precision=matmul_precision)
+                                      on_epoch_params=on_epoch_params,
+                                      matmul_precision=matmul_precision,
+                                      record_steps=record_steps)
     history.compile_s, history.compilations = compiles.seconds, compiles.programs
     history.cache_hits = compiles.cache_hits
     history.train_eval_size = len(train_eval[0])
@@ -599,7 +667,8 @@ def _train(model: Model, programs: _Programs, place: _Placement, train_state: Tr
            key: jax.Array, train_data: tuple, eval_sets: tuple,
            plan: list[int], compiles: CompileStats, *, num_examples: int, batch_size: int,
            sampling: str, checkpoint_dir, checkpoint_every: int, resume: bool, settings,
-           progress: bool, on_epoch, matmul_precision: str) -> tuple[History, TrainState]:
+           progress: bool, on_epoch, on_epoch_params, matmul_precision: str,
+           record_steps: bool) -> tuple[History, TrainState]:
     """The epoch loop of :func:`fit`: train, check, evaluate, record, checkpoint."""
     held = contextlib.ExitStack()  # the precision, the checkpoint directory's lock
     try:
@@ -617,7 +686,8 @@ def _train(model: Model, programs: _Programs, place: _Placement, train_state: Tr
                     checkpoint_dir, step=run.step, epoch=run.epoch,
                     params=place.local(train_state.params),
                     opt_state=place.local(train_state.opt_state), key=key,
-                    settings=settings or {}, model_state=place.local(train_state.model_state))
+                    settings=settings or {}, model_state=place.local(train_state.model_state),
+                    history=history.curves())
                 run.saved_step = run.step
 
         def evaluate_both(params, state) -> tuple[float, float, float, float]:
@@ -628,9 +698,9 @@ def _train(model: Model, programs: _Programs, place: _Placement, train_state: Tr
             n_a, n_b = len(eval_sets[0]), len(eval_sets[2])
             return sums[0] / n_a, round(sums[1]) / n_a, sums[2] / n_b, round(sums[3]) / n_b
 
-        history = History(start_step=run.step)
-        bar = tqdm(total=sum(plan), initial=min(run.step, sum(plan)), unit="step",
-                   disable=not progress, leave=False)
+        history = (History(start_step=run.step) if run.history is None else
+                   History.resumed(run.history, start_step=run.step, epoch=run.epoch))
+        bar = progress_bar(sum(plan), min(run.step, sum(plan)), progress)
         try:
             for epoch, num_steps in todo:
                 # Not donated: until an epoch has finished with finite losses, the previous
@@ -651,14 +721,22 @@ def _train(model: Model, programs: _Programs, place: _Placement, train_state: Tr
                                         train_loss=train_loss, train_acc=train_acc,
                                         test_loss=test_loss, test_acc=test_acc, seconds=seconds,
                                         num_steps=num_steps)
+                if record_steps:
+                    history.step_loss.extend(float(v) for v in losses)
                 if epoch % checkpoint_every == 0 or epoch == todo[-1][0]:
                     save()
-                bar.set_postfix(loss=f"{record['loss']:.4f}", test_acc=f"{test_acc:.4f}")
+                bar.set_postfix_str(bar_postfix(record), refresh=False)
                 if on_epoch is not None:
                     on_epoch(record)
-        except KeyboardInterrupt:
+                if on_epoch_params is not None:
+                    on_epoch_params(record, *local)
+        except KeyboardInterrupt as error:
             if run.saved_step != run.step:
                 save()
+            error.history = history
+            raise
+        except NonFiniteLossError as error:
+            error.history = history
             raise
         finally:
             bar.close()
@@ -680,6 +758,24 @@ def hold_checkpoint_dir(held: contextlib.ExitStack, checkpoint_dir, resume: bool
                          f"and prune another run's checkpoints)")
 
 
+PROGRESS_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} steps [{elapsed}<{remaining}{postfix}]"
+"""The bar without tqdm's own rate (which counts evaluation and compiling): the rate shown is
+the epoch lines' (:func:`bar_postfix`)."""
+
+
+def progress_bar(total: int, initial: int, enabled: bool, *, file: Any = None) -> tqdm:
+    """A tqdm bar over ``total`` steps on ``file`` (stderr), drawn only when ``enabled`` and
+    ``file`` is a terminal (tqdm's ``disable=None``)."""
+    return tqdm(total=total, initial=initial, unit="step", disable=None if enabled else True,
+                leave=False, file=file, bar_format=PROGRESS_FORMAT, dynamic_ncols=True)
+
+
+def bar_postfix(record: dict[str, Any]) -> str:
+    """``loss 0.1234, test acc 0.9500, 3,100 steps/s``: the epoch line's numbers."""
+    return (f"loss {record['loss']:.4f}, test acc {record['test_acc']:.4f}, "
+            f"{record['steps_per_s']:,.0f} steps/s")
+
+
 def _resume(checkpoint_dir, place: _Placement, train_state: TrainState, key: jax.Array,
             run: _RunState, *, steps_per_epoch: int) -> tuple[TrainState, jax.Array, _RunState]:
     """The train state, key and progress of the newest valid checkpoint, if there is one."""
@@ -693,7 +789,7 @@ def _resume(checkpoint_dir, place: _Placement, train_state: TrainState, key: jax
     return (TrainState(*place.replicate((restored.params, restored.opt_state,
                                          restored.model_state))), restored.key,
             _RunState(epoch=restored.epoch, step=restored.step, checkpoint=restored.path,
-                      saved_step=restored.step))
+                      saved_step=restored.step, history=restored.history))
 
 
 def _remaining_epochs(plan: list[int], run: _RunState, num_examples: int,

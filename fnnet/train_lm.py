@@ -48,7 +48,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from fnnet import checkpoint, precision
 from fnnet._checks import check_int, check_range
@@ -64,6 +63,7 @@ from fnnet.train import (
     _RunState,
     _scan_steps,
     hold_checkpoint_dir,
+    progress_bar,
 )
 
 Params = Any
@@ -327,7 +327,9 @@ class LMHistory(EpochRecords):
     * ``wall_s``: cumulative training time (evaluation and compilation excluded);
       ``words_per_s``: training words (``B·T`` a step) per second of the epoch;
     * ``compile_s``, ``compilations``, ``cache_hits``, ``eval_s``, ``start_step`` as in
-      :class:`fnnet.train.History`.
+      :class:`fnnet.train.History`; after a resume the lists hold the whole run (the
+      ``resumed_epochs`` from the checkpoint first), ``trained_epochs`` and ``trained_s``
+      what this call did.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -348,6 +350,44 @@ class LMHistory(EpochRecords):
     start_step: int = 0
     steps_per_epoch: int = 0
     best_ppl: float = math.inf
+    resumed_epochs: int = 0
+
+    @property
+    def trained_epochs(self) -> int:
+        """Epochs this call trained (after a resume the lists hold the whole run)."""
+        return len(self.epoch) - self.resumed_epochs
+
+    @property
+    def trained_s(self) -> float:
+        """Training seconds of this call (``wall_s`` less the resumed epochs' share)."""
+        if not self.trained_epochs:
+            return 0.0
+        before = self.wall_s[self.resumed_epochs - 1] if self.resumed_epochs else 0.0
+        return self.wall_s[-1] - (before or 0.0)
+
+    def curves(self) -> dict[str, list]:
+        """The per-epoch lists, non-finite numbers as None (what a checkpoint keeps)."""
+        def finite(value: Any) -> Any:
+            if isinstance(value, list):
+                return [finite(v) for v in value]
+            return value if not isinstance(value, float) or math.isfinite(value) else None
+
+        return {name: finite(getattr(self, name)) for name in _LM_EPOCH_FIELDS}
+
+    def resume_from(self, curves: dict[str, list] | None, epoch: int) -> None:
+        """Continue the records of a checkpoint at ``epoch`` (left empty if they do not end
+        there: an older checkpoint without them)."""
+        epochs = (curves or {}).get("epoch", [])
+        if not epochs or epochs[-1] != epoch or any(
+                len(curves.get(name, [])) != len(epochs) for name in _LM_EPOCH_FIELDS):
+            return
+        for name in _LM_EPOCH_FIELDS:
+            setattr(self, name, list(curves[name]))
+        self.resumed_epochs = len(epochs)
+
+
+_LM_EPOCH_FIELDS = ("epoch", "step", "loss", "step_losses", "train_ppl", "held_out_ppl", "lr",
+                    "decayed", "wall_s", "words_per_s")
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
@@ -504,6 +544,7 @@ def fit_lm(
             train_state = TrainState(restored.params, restored.opt_state, restored.model_state)
             key = restored.key
             run = _RunState(restored.epoch, restored.step, restored.path, restored.step)
+            history.resume_from(restored.history, restored.epoch)
         history.start_step = run.step
         ids, eval_x, eval_t = jax.device_put((train_ids, eval_x, eval_t))
 
@@ -512,11 +553,10 @@ def fit_lm(
                 run.checkpoint = checkpoint.save_checkpoint(
                     checkpoint_dir, step=run.step, epoch=run.epoch, params=train_state.params,
                     opt_state=train_state.opt_state, key=key, settings=settings or {},
-                    model_state=train_state.model_state)
+                    model_state=train_state.model_state, history=history.curves())
                 run.saved_step = run.step
 
-        bar = tqdm(total=epochs * steps, initial=min(run.step, epochs * steps), unit="step",
-                   disable=not progress, leave=False)
+        bar = progress_bar(epochs * steps, min(run.step, epochs * steps), progress)
         try:
             for epoch in range(run.epoch + 1, epochs + 1):
                 lr = learning_rate_of(train_state.opt_state)
@@ -542,7 +582,8 @@ def fit_lm(
                     words_per_s=steps * batch_size * time_size / seconds))
                 if epoch % checkpoint_every == 0 or epoch == epochs:
                     save()
-                bar.set_postfix(ppl=f"{ppl:.1f}")
+                bar.set_postfix_str(f"{held_out} ppl {ppl:.1f}, "
+                                    f"{record['words_per_s']:,.0f} words/s")
                 if on_epoch is not None:
                     on_epoch(record)
         except KeyboardInterrupt:

@@ -62,6 +62,19 @@ def _save(directory, step, *, params=None, opt_state=None, key=None, keep=3, **k
                            settings=kw.pop("settings", SETTINGS), keep=keep)
 
 
+def test_the_run_history_round_trips_and_older_checkpoints_have_none(tmp_path):
+    params, opt_state, _ = _state(seed=1)
+    history = {"epoch": [1, 2], "loss": [2.3, None], "step_loss": [2.4, 2.2, 2.1, 2.0]}
+    save_checkpoint(tmp_path, step=4, epoch=2, params=params, opt_state=opt_state,
+                    key=jax.random.key(0), settings=SETTINGS, history=history)
+    assert restore_latest(tmp_path, **_likes()).history == history
+    _save(tmp_path / "old", 100)
+    assert restore_latest(tmp_path / "old", **_likes()).history is None
+    with pytest.raises(TypeError, match="history must be JSON-able"):
+        save_checkpoint(tmp_path, step=5, epoch=2, params=params, opt_state=opt_state,
+                        key=jax.random.key(0), settings=SETTINGS, history={"loss": [object()]})
+
+
 def _likes(hidden: int = 5, dtype=jnp.float32):
     """Fresh target structures (different values from anything saved)."""
     params, _, optimizer = _state(hidden, dtype, seed=99)
@@ -409,6 +422,8 @@ MANIFEST_EDITS = {
     "list-key": (dict(key=[]), "key must be an object; got []"),
     "bogus-impl": (dict(key_impl="bogus"), "key impl 'bogus'"),
     "null-trees": (dict(trees=None), "trees must be an object"),
+    "list-history": (dict(history=[1]), "history must be an object of lists; got [1]"),
+    "scalar-curve": (dict(history={"loss": 1.0}), "history must be an object of lists"),
 }  # fmt: skip
 
 

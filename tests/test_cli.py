@@ -66,9 +66,8 @@ def test_mlp_with_autodiff_and_optax_and_steps(capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--lr", "-0.1"],
-     "argument --lr: must be a number in [1.18e-38, 3.4e+38] (float32's normal range), got -0.1"),
-    (["--lr", "1e39"], "argument --lr: must be a number in [1.18e-38, 3.4e+38]"),
+    (["--lr", "-0.1"], "argument --lr: must be a number > 0, got -0.1"),
+    (["--lr", "1e39"], "argument --lr: must be at most 3.4e+38 (float32's largest number)"),
     (["--batch-size", "5000"], "--batch-size 5000 is larger than the digits training set"),
     (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
     (["--hidden", "10", "--hidden", "5"], "--net two-layer takes exactly one --hidden"),
@@ -144,8 +143,10 @@ def test_gradcheck_passes_for_the_two_layer_net_and_writes_json(tmp_path, capsys
     out = capsys.readouterr().out
     for leaf in ("affine1/W", "affine1/b", "affine2/W", "affine2/b"):
         assert leaf in out
-    report = json.loads((tmp_path / "g.json").read_text())["report"]
-    assert report["ok"] is True
+    written = json.loads((tmp_path / "g.json").read_text())
+    report = written["report"]
+    assert report["ok"] is True and written["time"]["programs"] >= 1
+    assert written["time"]["wall_s"] >= written["time"]["compile_s"] > 0
     assert not jax.config.jax_enable_x64  # switched on for the check only
 
 
@@ -153,17 +154,23 @@ def test_gradcheck_defaults_pass_a_deep_relu_net_reporting_kinks(capsys):
     """The book's std 0.01 init in a 3x100 ReLU net: central differences cross kinks; those
     entries are reported as not comparable, not as failures."""
     assert main(["gradcheck", "--net", "mlp", "--hidden", "100", "--hidden", "100",
-                 "--hidden", "100"]) == 0
+                 "--hidden", "100", "--init", "normal"]) == 0
     out = capsys.readouterr().out
-    assert out.rstrip().endswith("OK") and "not comparable" in out
+    assert "\nOK" in out and "not comparable" in out
+    assert out.rstrip().splitlines()[-1].startswith("time: ")  # where a cold start's time goes
+    assert "check " in out.splitlines()[-1] and " programs" in out.splitlines()[-1]
 
 
 def test_train_checkpoints_resume_and_refuse_changed_settings(tmp_path, capsys):
-    ckpt = ["--checkpoint-dir", str(tmp_path), *FAST]
+    ckpt = ["--checkpoint-dir", str(tmp_path / "ckpt"), *FAST]
     assert main(["train", "--epochs", "2", *ckpt]) == 0
-    assert main(["train", "--epochs", "3", "--resume", *ckpt]) == 0
-    out = capsys.readouterr().out
-    assert "epoch 3/3  step     42" in out and "epoch 1/3" not in out.split("done")[1]
+    out = tmp_path / "run.json"
+    assert main(["train", "--epochs", "3", "--resume", "--out", str(out), *ckpt]) == 0
+    stdout = capsys.readouterr().out
+    assert "epoch 3/3  step     42" in stdout and "epoch 1/3" not in stdout.split("done")[1]
+    result = json.loads(out.read_text())  # the whole run's history, not only epoch 3
+    assert result["history"]["epoch"] == [1, 2, 3] and result["history"]["resumed_epochs"] == 2
+    assert result["summary"]["steps_per_s"] > 0 and result["summary"]["epochs"] == 3
     with pytest.raises(SystemExit) as info:
         raise SystemExit(main(["train", "--epochs", "4", "--resume", "--lr", "0.5", *ckpt]))
     assert info.value.code == 2
@@ -271,7 +278,7 @@ def test_out_is_replaced_atomically_and_a_full_disk_names_the_file(tmp_path, mon
     (["gradcheck", "--seed", "99999999999999999999999"], "argument --seed: must be an integer"),
     (["gradcheck", "--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295]"),
     (["train", "--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295]"),
-    (["train", "--lr", "1e-50"], "argument --lr: must be a number in [1.18e-38, 3.4e+38]"),
+    (["train", "--lr", "1e-50"], "argument --lr: must be at least 1.18e-38 (float32's smallest"),
     (["train", "--coordinator", "notahost", "--num-processes", "1", "--process-id", "0"],
      "--coordinator notahost: expected HOST:PORT with a port in 1..65535"),
     (["train", "--coordinator", "host:0", "--num-processes", "1", "--process-id", "0"],
@@ -443,3 +450,104 @@ def test_the_command_imports_jax_inside_main_so_ctrl_c_there_is_one_line(monkeyp
     monkeypatch.setattr("fnnet.cli.build_parser", interrupted_import)
     assert main(["train"]) == 130
     assert capsys.readouterr().err == "fnnet: interrupted\n"
+
+
+# --- page by page with the book (issue 18): help text and error wording --------------------
+
+
+def _subcommand_parsers():
+    from fnnet.cli import build_parser
+
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return parser, commands.choices
+
+
+def test_every_flag_of_every_command_has_help_text_and_the_commands_say_what_they_train():
+    parser, commands = _subcommand_parsers()
+    undocumented = [f"{name} {action.option_strings[0]}" for name, sub in commands.items()
+                    for action in sub._actions
+                    if action.option_strings and action.help in (None, "")
+                    and action.option_strings[0] != "--help"]
+    assert undocumented == []
+    overview = " ".join(parser.format_help().split())
+    train_help = " ".join(commands["train"].format_help().split())
+    for text in (overview, train_help):
+        assert "two-layer net or MLP" not in text and "SimpleConvNet" in text
+    assert "mlp he" in train_help and "two-layer normal" in train_help
+
+
+def test_split_seed_sits_in_the_held_out_validation_group():
+    _, commands = _subcommand_parsers()
+    [group] = [g for g in commands["train"]._action_groups if g.title.startswith("held-out")]
+    assert "--split-seed" in {o for a in group._group_actions for o in a.option_strings}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--devices", "3"], f"--devices 3: JAX sees {jax.device_count()} device"),
+    (["--dataset", "digits", "--data-dir", "/nonexistent"],
+     "--data-dir does not apply to --dataset digits"),
+    (["--no-download"], "--no-download does not apply to --dataset digits"),
+    (["--train-size", "100", "--validation", "0.99"],
+     "--batch-size 100 is larger than the 1 training example left after --validation 0.99 "
+     "holds out 99 of 100"),
+    (["--lr", "0"], "argument --lr: must be a number > 0, got 0"),
+    (["--lr", "1e-50"], "argument --lr: must be at least 1.18e-38"),
+    (["--lr", "1e39"], "argument --lr: must be at most 3.4e+38"),
+    (["--net", "simple-conv", "--grads", "numerical"],
+     "--grads numerical trains --net two-layer and mlp without batch norm"),
+    (["--net", "mlp", "--batchnorm", "--grads", "numerical"], "not mlp --batchnorm"),
+])
+def test_errors_name_the_flag_and_say_what_is_wrong(argv, message, monkeypatch, capsys):
+    assert _exit_status(["train", *argv, *FAST]) == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_a_used_checkpoint_dir_is_refused_naming_both_flags_before_the_data_loads(
+        tmp_path, monkeypatch, capsys):
+    import fnnet.data
+
+    (tmp_path / "step_00000014.npz").write_bytes(b"")
+    monkeypatch.setattr(fnnet.data, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    assert _exit_status(["train", "--checkpoint-dir", str(tmp_path), *FAST]) == 2
+    err = _one_error_line(capsys)
+    assert f"--checkpoint-dir {tmp_path} already holds checkpoints" in err and "--resume" in err
+
+
+def test_gradcheck_refuses_data_flags_that_do_not_apply(capsys):
+    assert _exit_status(["gradcheck", "--data-dir", "/nonexistent"]) == 2
+    assert "--data-dir does not apply to --dataset digits" in _one_error_line(capsys)
+
+
+def test_sweep_range_errors_name_the_flag_once(capsys):
+    assert _exit_status(["sweep", "--lr", "1e-2:1e-6", *FAST]) == 2
+    err = _one_error_line(capsys)
+    assert "argument --lr: the range 0.01:1e-06 is inverted" in err and "--lr: --lr" not in err
+
+
+def test_offline_mnist_advice_speaks_to_a_command_line_user(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FNNET_DATA", raising=False)
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    assert main(["train", "--dataset", "mnist", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "network is unreachable" in err and "download=True" not in err
+    assert main(["train", "--dataset", "mnist", "--no-download", *FAST]) == 1
+    assert "--no-download" in capsys.readouterr().err
+
+
+def test_the_plot_title_names_the_net_its_activation_the_optimizer_and_lr():
+    from fnnet.cli import build_parser
+    from fnnet.cli.flags import net_options, optimizer_from_args
+    from fnnet.cli.train import plot_title
+    from fnnet.data import load_digits
+
+    args = build_parser().parse_args(["train", "--net", "mlp", "--hidden", "20",
+                                      "--activation", "tanh", "--optimizer", "adam"])
+    net_options(args), optimizer_from_args(args)
+    assert plot_title(args, load_digits()) == (
+        "digits, mlp 64-20-10 tanh (init he), grads=manual, adam lr 0.001, batch 100")

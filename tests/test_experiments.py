@@ -139,6 +139,48 @@ def test_saturation_k_is_the_smallest_k_within_ten_percent_of_the_best(experimen
     assert experiments("sweep_scaling").saturation_k(rows[:1]) == 1
 
 
+def test_experiments_write_outside_the_committed_results_by_default(experiments):
+    """Issue 18: running a script used to overwrite tracked files in experiments/results."""
+    common = experiments("common")
+    assert common.parser("x").parse_args([]).out_dir == common.RESULTS
+    assert common.RESULTS == EXPERIMENTS / "runs" != common.COMMITTED
+    assert "experiments/runs/" in (ROOT / ".gitignore").read_text().splitlines()
+    defining = [path.name for path in EXPERIMENTS.glob("*.py")
+                if path.name != "common.py" and '/ "results"' in path.read_text()]
+    assert defining == []  # every script takes its default from common.RESULTS
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_op_agreement_measures_the_rules_relative_to_the_gradient(experiments, jit):
+    module = experiments("op_agreement")
+    rng = np.random.default_rng(0)
+    args = (jnp.asarray(rng.standard_normal((6, 5)), jnp.float32),
+            jnp.asarray(rng.standard_normal((5, 4)), jnp.float32), jnp.zeros(4, jnp.float32))
+    with jax.default_matmul_precision("highest"):
+        worst_abs, worst_rel = module.differences("affine", args, rng, jit=jit)
+    assert 0 <= worst_rel <= 1e-6 and worst_abs <= 1e-5
+    assert module.summary({"eager": {"a": {"max_abs": 1.0, "max_rel": 0.5}},
+                           "jit": {"a": {"max_abs": 0.0, "max_rel": 0.0}}}) == {
+        "eager_max_abs": 1.0, "eager_max_rel": 0.5, "jit_max_abs": 0.0, "jit_max_rel": 0.0}
+
+
+def test_activation_histograms_quick(experiments, tmp_path):
+    """Figures 6-10 to 6-14: each (activation, initial value) has 5 layers of 30-bin counts."""
+    result = run_quick(experiments, "activation_histograms", tmp_path)
+    assert len(result["runs"]) == 12
+    samples, units = result["settings"]["samples"], result["settings"]["units"]
+    for run in result["runs"].values():
+        assert len(run["layers"]) == 5
+        for layer in run["layers"]:
+            assert len(layer["counts"]) == 30
+            assert sum(layer["counts"]) == round(samples * units * (1 - layer["outside_range"]))
+    # the book's point: std 0.01 vanishes through ReLU layers, He keeps the spread
+    std = {name: [layer["std"] for layer in run["layers"]]
+           for name, run in result["runs"].items()}
+    assert std["relu, std 0.01"][-1] < 1e-4 < 0.3 < std["relu, He"][-1]
+    assert result["runs"]["sigmoid, std 1"]["layers"][0]["saturated"] > 0.4
+
+
 @pytest.mark.slow
 def test_startup_quick_times_a_cold_and_a_warm_run(experiments, tmp_path):
     out = tmp_path / "startup.json"
@@ -169,6 +211,166 @@ def test_word2vec_quick(experiments, tmp_path):
     assert set(result["queries"]["most_similar"]) == {"you", "year", "car", "toyota"}
     assert all(len(found) == 5 for found in result["queries"]["analogy"].values())
     assert len(result["projection"]["words"]) == len(result["projection"]["xy"]) > 4
+
+
+@pytest.mark.slow
+def test_conv_filters_quick(experiments, tmp_path):
+    """Figure 7-24: conv1's 30 kernels before and after training, and how structured."""
+    result = run_quick(experiments, "conv_filters", tmp_path)
+    before, after = np.asarray(result["before"]), np.asarray(result["after"])
+    assert before.shape == after.shape == (30, 1, 5, 5) and not np.allclose(before, after)
+    assert abs(result["neighbour_correlation"]["before"]) < 0.2  # N(0, 0.01²) noise
+    assert result["history"]["step"][-1] == 30
+
+
+def test_numerical_gradient_training_quick(experiments, tmp_path):
+    """Chapter 4: backprop and the numerical gradient from the same init on the same batches."""
+    result = run_quick(experiments, "numerical_gradient_training", tmp_path)
+    backprop, numerical = result["backprop"], result["numerical"]
+    assert len(backprop["step_loss"]) == len(numerical["step_loss"]) == 14
+    np.testing.assert_allclose(numerical["step_loss"], backprop["step_loss"], rtol=1e-3)
+    assert numerical["s_per_step"] > backprop["s_per_step"] > 0
+    assert result["settings"]["forward_passes_per_numerical_step"] == 2 * (65 * 10 + 11 * 10)
+
+
+def test_the_batch_norm_figure_marks_diverged_runs(experiments, tmp_path, monkeypatch):
+    """A run whose loss turned NaN is drawn up to its last finite epoch and labelled, not as
+    a flat line at 10 %."""
+    module = experiments("batch_norm_comparison")
+    row = {"weight_scale": 1.0,
+           "plain": {"train_acc": [0.1, 0.3, 0.1, 0.1], "diverged_at_step": 15},
+           "batchnorm": {"train_acc": [0.1, 0.5, 0.6, 0.7], "diverged_at_step": None}}
+    result = {"runs": [row], "settings": {"steps_per_epoch": 10, "dataset": "digits",
+                                          "train_size": 100, "lr": 0.01}}
+    ax = _figure_of(module.plot, result, tmp_path, monkeypatch).axes[0]
+    plain = next(line for line in ax.lines if line.get_label().startswith("Normal"))
+    assert list(plain.get_xdata()) == [0, 1]  # epochs 2 and 3 come after the NaN (step 15)
+    assert any("NaN at step 15" in text.get_text() for text in ax.texts)
+
+
+def _figure_of(plot, result, tmp_path, monkeypatch):
+    """The matplotlib figure ``plot(result, path)`` draws (its PNG written), kept open."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    captured = {}
+    with monkeypatch.context() as patch:
+        patch.setattr(plt, "close", lambda fig=None: captured.setdefault("fig", fig))
+        plot(result, tmp_path / "figure.png")
+    assert (tmp_path / "figure.png").stat().st_size > 0
+    return captured["fig"]
+
+
+def test_coinciding_manual_and_autodiff_curves_both_stay_visible(experiments, tmp_path,
+                                                                   monkeypatch):
+    history = {"epoch": [1, 2], "loss": [1.0, 0.5], "train_acc": [0.5, 0.7],
+               "test_acc": [0.4, 0.6]}
+    result = {"runs": {"manual": history, "autodiff": history},
+              "settings": {"layers": [64, 50, 10], "activation": "sigmoid", "init_std": 0.01,
+                           "dataset": "digits", "lr": 0.1, "batch_size": 100, "steps": 28}}
+    figure = _figure_of(experiments("train_two_layer").plot, result, tmp_path, monkeypatch)
+    for ax in figure.axes:
+        lines = {line.get_label(): line for line in ax.lines}
+        for quantity in {label.split(": ")[1] for label in lines}:
+            manual, autodiff = lines[f"manual: {quantity}"], lines[f"autodiff: {quantity}"]
+            assert manual.get_color() == autodiff.get_color()  # one colour per quantity
+            assert manual.get_linewidth() > 2 * autodiff.get_linewidth()  # wide under thin
+            assert autodiff.get_linestyle() == "--"
+        assert ax.get_xlabel() == "epoch"
+
+
+# --- the sequel's seq2seq (chapters 7–8) ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_seq2seq_addition_quick(experiments, tmp_path):
+    result = run_quick(experiments, "seq2seq_addition", tmp_path, "--runs", "reversed + peeky",
+                       "--no-progress")
+    run = result["runs"]["reversed + peeky"]
+    assert run["net"] == "peeky" and run["reverse"] is True
+    assert run["history"]["epoch"] == [1, 2]
+    assert run["command"].startswith("fnnet seq2seq --dataset addition --net peeky --reverse")
+    assert result["summary"]["peeky_acc_at_epoch_15"] is None  # 2 epochs only
+
+
+@pytest.mark.slow
+def test_seq2seq_dates_quick(experiments, tmp_path):
+    result = run_quick(experiments, "seq2seq_dates", tmp_path, "--no-progress",
+                       "--examples", "0", "3")
+    assert result["run"]["net"] == "attention" and result["settings"]["epochs"] == 1
+    assert [m["row"] for m in result["attention"]] == [0, 3]
+    for example in result["attention"]:
+        weights = np.asarray(example["weights"])
+        assert weights.shape == (10, len(example["question"]))  # reading order, no padding
+        assert np.all(weights >= 0) and np.all(weights.sum(axis=1) <= 1 + 1e-3)
+    assert (tmp_path / "seq2seq_dates_quick_attention.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_benchmark_seq2seq_quick(experiments, tmp_path):
+    out = tmp_path / "s2s.json"
+    assert experiments("benchmark_seq2seq").main(["--quick", "--no-torch", "--out",
+                                                  str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["epoch_s_median"]) == {"fnnet-manual", "fnnet-autodiff", "numpy-book"}
+    losses = list(result["mean_loss"].values())
+    assert max(losses) - min(losses) < 1e-4  # same init, same batches, the book's Adam
+    assert result["torch_skipped"] == "--no-torch" and result["loadavg_before"]
+    assert "numpy-book_over_manual" in result["ratios"]
+
+
+@pytest.fixture(scope="module")
+def tiny_addition():
+    from fnnet.data import load_seq2seq
+
+    return load_seq2seq("addition", reverse=True, size=200)
+
+
+@pytest.mark.parametrize("net", ["seq2seq", "peeky"])
+def test_numpy_seq2seq_peer_gradient_matches_fnnet(experiments, tiny_addition, net):
+    """The book's NumPy seq2seq and fnnet's hand rules give the same loss and gradients."""
+    nb = experiments("peers.numpy_seq2seq")
+    from fnnet.nets import seq2seq as nets
+
+    data = tiny_addition
+    with jax.default_matmul_precision("highest"):
+        model = nets.build(nets.config_for(net, data, wordvec_size=3, hidden_size=5))
+        params = jax.device_get(model.init(jax.random.key(1)))
+        params = jax.tree.map(lambda p: p + np.float32(0.3) * np.random.default_rng(0)
+                              .standard_normal(p.shape).astype(np.float32), params)
+        x, t = data.x_train[:6], data.t_train[:6]
+        loss, grads = jax.jit(jax.value_and_grad(model.loss))(params, x, t)
+    peer_loss, peer_grads = nb.gradient(params, x, t, start_id=data.start_id,
+                                        peeky=net == "peeky")
+    assert abs(float(loss) - peer_loss) <= 1e-5
+    for (path, ours), theirs in zip(jax.tree_util.tree_leaves_with_path(grads),
+                                    jax.tree.leaves(peer_grads), strict=True):
+        assert theirs.dtype == np.float32
+        np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-6,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
+def test_torch_seq2seq_peer_loss_matches_fnnet(experiments, tiny_addition):
+    pytest.importorskip("torch")
+    peer = experiments("peers.torch_seq2seq")
+    import torch
+
+    from fnnet.nets import seq2seq as nets
+
+    data = tiny_addition
+    model = nets.build(nets.config_for("peeky", data, wordvec_size=3, hidden_size=5))
+    params = jax.device_get(model.init(jax.random.key(1)))
+    x, t = data.x_train[:6], data.t_train[:6]
+    net = peer.PeekySeq2seq(params)
+    decoder_in = torch.from_numpy(np.concatenate(
+        [np.full((6, 1), data.start_id), t[:, :-1]], axis=1).astype(np.int64))
+    with torch.no_grad():
+        logits = net(torch.from_numpy(x.astype(np.int64)), decoder_in)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                 torch.from_numpy(t.astype(np.int64)).reshape(-1))
+    assert abs(float(loss) - float(model.loss(params, x, t))) <= 1e-5
 
 
 # --- the sequel's language models (--quick: a synthetic corpus, tiny models) -----------------

@@ -36,20 +36,39 @@ def _assert_bit_identical(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+CURVES = ("epoch", "step", "loss", "train_loss", "train_acc", "test_loss", "test_acc",
+          "step_loss")
+
+
 def test_three_epochs_then_resume_for_three_equals_six_straight(digits, tmp_path):
-    straight, _ = _fit(digits, epochs=6)
-    _fit(digits, epochs=3, checkpoint_dir=tmp_path)
+    """Bit for bit, and the history of the whole run: the checkpoint keeps the earlier
+    epochs' records (and per-step losses), so the resumed history equals the straight one."""
+    straight, full = _fit(digits, epochs=6, record_steps=True)
+    _fit(digits, epochs=3, checkpoint_dir=tmp_path, record_steps=True)
     assert [p.name for p in list_checkpoints(tmp_path)] == [
         "step_00000014.npz", "step_00000028.npz", "step_00000042.npz"]
-    resumed, history = _fit(digits, epochs=6, checkpoint_dir=tmp_path, resume=True)
-    assert history.epoch == [4, 5, 6] and history.start_step == 42
+    resumed, history = _fit(digits, epochs=6, checkpoint_dir=tmp_path, resume=True,
+                            record_steps=True)
+    assert history.epoch == [1, 2, 3, 4, 5, 6] and history.start_step == 42
+    assert history.resumed_epochs == 3 and len(history.step_loss) == 84
+    assert {k: getattr(history, k) for k in CURVES} == {k: getattr(full, k) for k in CURVES}
+    assert history.wall_s[3] > history.wall_s[2]  # the clock goes on from the checkpoint's
+    assert history.trained_s == pytest.approx(history.wall_s[-1] - history.wall_s[2])
     _assert_bit_identical(straight, resumed)
+
+
+def test_per_step_losses_are_recorded_when_asked(digits):
+    _, recorded = _fit(digits, steps=28, record_steps=True)
+    assert len(recorded.step_loss) == 28
+    assert recorded.loss[0] == pytest.approx(np.mean(recorded.step_loss[:14]), rel=1e-6)
+    assert recorded.loss[1] == pytest.approx(np.mean(recorded.step_loss[14:]), rel=1e-6)
 
 
 def test_resume_without_a_checkpoint_starts_from_scratch(digits, tmp_path):
     fresh, _ = _fit(digits, epochs=2)
     resumed, history = _fit(digits, epochs=2, checkpoint_dir=tmp_path / "new", resume=True)
-    assert history.epoch == [1, 2]
+    assert history.epoch == [1, 2] and history.resumed_epochs == 0
+    assert history.step_loss == []  # recorded only when asked (record_steps)
     _assert_bit_identical(fresh, resumed)
 
 
@@ -93,7 +112,7 @@ def test_ctrl_c_saves_the_last_finished_epoch_and_resume_completes_the_run(digit
              on_epoch=interrupt_after_epoch_2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000028.npz"]
     resumed, history = _fit(digits, epochs=4, checkpoint_dir=tmp_path, resume=True)
-    assert history.epoch == [3, 4]
+    assert history.epoch == [1, 2, 3, 4] and history.resumed_epochs == 2
     _assert_bit_identical(straight, resumed)
 
 
@@ -133,16 +152,17 @@ def test_ctrl_c_while_waiting_for_an_epoch_keeps_the_previous_state(digits, tmp_
     monkeypatch.undo()
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000028.npz"]
     resumed, history = _fit(digits, epochs=4, checkpoint_dir=tmp_path, resume=True)
-    assert history.epoch == [3, 4]
+    assert history.epoch == [1, 2, 3, 4] and history.resumed_epochs == 2
     _assert_bit_identical(straight, resumed)
 
 
 def test_resume_with_more_steps_extends_a_finished_run(digits, tmp_path):
     _fit(digits, steps=20, checkpoint_dir=tmp_path)  # epochs of 14 + 6 steps
     _, history = _fit(digits, steps=40, checkpoint_dir=tmp_path, resume=True)
-    assert history.step == [34, 40] and history.epoch == [3, 4]  # 20 more: 14 + 6
+    assert history.step == [14, 20, 34, 40] and history.epoch == [1, 2, 3, 4]  # 14 + 6 more
+    assert history.resumed_epochs == 2 and history.trained_epochs == 2
     _, again = _fit(digits, steps=40, checkpoint_dir=tmp_path, resume=True)
-    assert again.epoch == []  # nothing left to do
+    assert again.trained_epochs == 0 and again.epoch == [1, 2, 3, 4]  # nothing left to do
 
 
 def test_parameters_broken_by_the_last_update_are_not_kept(digits, tmp_path):
@@ -222,7 +242,8 @@ def test_a_net_with_state_and_dropout_resumes_bit_for_bit(digits, tmp_path):
     straight, straight_history = run(epochs=3)
     run(epochs=2, checkpoint_dir=tmp_path)
     resumed, history = run(epochs=3, checkpoint_dir=tmp_path, resume=True)
-    assert history.epoch == [3]
+    assert history.epoch == [1, 2, 3] and history.trained_epochs == 1
+    assert history.test_acc == straight_history.test_acc
     _assert_bit_identical(straight, resumed)
     _assert_bit_identical(straight_history.state, history.state)  # the running statistics
     assert straight_history.test_acc[-1] > 0.5

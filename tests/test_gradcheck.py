@@ -234,8 +234,10 @@ def test_to_dict_is_json_serialisable_and_format_table_names_every_leaf(x64):
     assert [leaf["path"] for leaf in data["leaves"]] == ["layer/W", "shift/v"]
     assert data["leaves"][0]["shape"] == [4, 3] and data["leaves"][0]["ok"] is False
     assert data["leaves"][0]["autodiff"]["max_rel"] == pytest.approx(0.5)
-    assert set(data["leaves"][0]["numerical"]) == {"max_abs", "mean_abs", "max_rel", "cosine",
-                                                   "entries", "rtol", "atol", "ok", "skipped"}
+    assert set(data["leaves"][0]["numerical"]) == {
+        "max_abs", "mean_abs", "max_rel", "cosine", "entries", "rtol", "atol", "ok", "skipped",
+        "max_magnitude", "zero_tol", "status"}
+    assert data["leaves"][0]["status"] == "FAIL" and data["not_checked"] == []
     table = report.format_table()
     for path in ("layer/W", "shift/v"):
         assert path in table
@@ -301,6 +303,34 @@ def test_a_kink_exactly_at_the_point_is_not_comparable_rather_than_failed(x64):
     assert report.ok, report.format_table()
     assert report.leaf("b").numerical.skipped == 3
     assert any("not comparable" in note for note in report.notes)
+    # Nothing of b was compared numerically: "not checked", never "ok" (issue 18).
+    assert report.leaf("b").numerical.status == "not checked"
+    assert report.leaf("b").status == "not checked" and report.not_checked == ("b",)
+    row = next(line for line in report.format_table().splitlines() if line.startswith("b "))
+    assert row.split()[-1] == "checked" and "0 of 3 (3 kinks)" in row and " ok" not in row
+    assert report.format_table().endswith("OK (not checked numerically: b)")
+    assert report.to_dict()["leaves"][0]["status"] == "not checked"
+
+
+def test_a_gradient_zero_by_construction_is_reported_as_zero_with_its_tolerance(x64):
+    """A bias before batch norm has a gradient of 0 up to rounding (the normalisation cancels
+    any shift); its cosine is noise, so the report says "zero" and states the absolute
+    tolerance instead (issue 18: cosines 0.66, 0.27, 0.000000 were shown as "ok")."""
+    build = functools.partial(fnnet.multi_layer_net, 6, [4], 3, batchnorm=True,
+                              dtype=jnp.float64)
+    x = jnp.asarray(np.random.default_rng(1).uniform(size=(5, 6)))
+    report = compare_model_grads(build, x, jnp.array([0, 1, 2, 0, 1]))
+    b, W = report.leaf("affine1/b"), report.leaf("affine1/W")
+    assert report.ok and b.status == "zero" and W.status == "ok"
+    assert b.autodiff.status == b.numerical.status == "zero"
+    assert b.numerical.zero_tol == pytest.approx(1e-6 * b.floor)  # rtol · floor
+    assert b.numerical.max_magnitude <= b.numerical.zero_tol
+    row = next(line for line in report.format_table().splitlines()
+               if line.startswith("affine1/b "))
+    assert row.split()[-1] == "zero" and row.split()[4] == "zero"  # no cosine of noise
+    assert (f"|g| <= {b.autodiff.zero_tol:.1e} vs autodiff, <= {b.numerical.zero_tol:.1e} vs "
+            f"numerical") in report.format_table()
+    assert report.zero == ("affine1/b",) and report.to_dict()["leaves"][1]["status"] == "zero"
 
 
 @pytest.mark.parametrize("options", [

@@ -216,6 +216,21 @@ def test_build_net_uses_the_same_names_as_the_cli():
         nets.build_net("resnet", (64,), 10)
 
 
+def test_each_net_defaults_to_the_books_initial_weights():
+    """The book's TwoLayerNet and SimpleConvNet: N(0, 0.01²); MultiLayerNet(Extend) and
+    DeepConvNet: He (``weight_init_std='relu'``) — issue 18: an MLP at 0.01 never learned."""
+    assert nets.BOOK_INIT == {"two-layer": "normal", "mlp": "he", "simple-conv": "normal",
+                              "deep-conv": "he"}
+    stds = {}
+    for name in ("two-layer", "mlp"):
+        params = nets.build_net(name, (400,), 10, hidden=[300]).init(jax.random.key(0))
+        stds[name] = float(jnp.std(params["affine1"]["W"]))
+    assert stds["two-layer"] == pytest.approx(0.01, rel=0.02)
+    assert stds["mlp"] == pytest.approx((2 / 400) ** 0.5, rel=0.02)
+    W = fnnet.multi_layer_net(400, [300], 10).init(jax.random.key(0))["affine1"]["W"]
+    assert float(jnp.std(W)) == pytest.approx((2 / 400) ** 0.5, rel=0.02)
+
+
 # --- initialisers as values ----------------------------------------------------------------
 
 

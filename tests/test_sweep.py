@@ -291,8 +291,9 @@ def test_one_cpu_device_per_core_leaves_a_started_backend_and_the_users_choice_a
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--trials", "0"], "--trials: must be an integer >= 1"),
+    (["--data-dir", "/nonexistent"], "--data-dir does not apply to --dataset digits"),
     (["--lr", "1e-2:1e-6"], "inverted"),
-    (["--lr", "0:1e-2"], "--lr bounds must be in"),
+    (["--lr", "0:1e-2"], "argument --lr: bounds must be in"),
     (["--lr", "1e-3:"], "expected LO:HI"),
     (["--lr", "a:b"], "expected LO:HI"),
     (["--lr", "1:2:3"], "expected LO:HI"),

@@ -220,3 +220,45 @@ def test_a_model_of_integer_ids_trains_and_its_ids_are_checked():
         check_data(model, data._replace(x_train=np.where(x == 0, 7, x)))
     with pytest.raises(ValueError, match=r"x_test must be integer ids in \[0, 7\); got float32"):
         check_data(model, data._replace(x_test=x[:16].astype(np.float32)))
+
+
+class _Terminal:
+    """A stand-in for a terminal's stderr: tqdm draws only on a file that is a TTY."""
+
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_the_progress_bar_is_drawn_only_on_a_terminal_and_shows_the_epoch_lines_rate():
+    from fnnet.cli.train import epoch_line
+    from fnnet.train import bar_postfix, progress_bar
+
+    record = dict(epoch=1, step=14, loss=0.5, train_acc=0.9, test_acc=0.85, steps_per_s=1234.5)
+    for tty in (False, True):
+        terminal = _Terminal(tty)
+        bar = progress_bar(28, 0, True, file=terminal)
+        bar.update(14)
+        bar.set_postfix_str(bar_postfix(record))
+        bar.close()
+        assert bool(terminal.text) is tty
+    assert "14/28 steps" in terminal.text and "it/s" not in terminal.text
+    assert "1,234 steps/s" in terminal.text and "1,234 steps/s" in epoch_line(record, 2)
+    off = _Terminal(True)
+    progress_bar(28, 0, False, file=off).close()
+    assert off.text == ""
+
+
+def test_fit_from_library_code_draws_no_bar_by_default(digits, capsys):
+    net = fnnet.two_layer_net(64, 8, 10)
+    fit(net, net.init(jax.random.key(0)), digits, optimizer=sgd(0.1), key=jax.random.key(1),
+        steps=3)
+    assert capsys.readouterr().err == ""

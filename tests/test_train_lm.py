@@ -143,9 +143,11 @@ def test_resuming_from_a_checkpoint_continues_the_run_exactly(setup, tmp_path):
     with pytest.raises(ValueError, match="already holds checkpoints"):
         fit_lm(model, params, IDS, HELD_OUT, epochs=2, **run)
     resumed, rest = fit_lm(model, params, IDS, HELD_OUT, epochs=2, resume=True, **run)
-    assert rest.epoch == [2] and rest.start_step == 10
+    assert rest.epoch == [1, 2] and rest.start_step == 10  # the whole run's records
+    assert rest.resumed_epochs == 1 and rest.trained_epochs == 1
     assert max_abs_diff(resumed, trained) < 1e-6
-    assert rest.held_out_ppl[0] == pytest.approx(history.held_out_ppl[1], rel=1e-5)
+    assert rest.held_out_ppl == pytest.approx(history.held_out_ppl, rel=1e-5)
+    assert rest.step_losses[0] == pytest.approx(history.step_losses[0], rel=1e-6)
 
 
 def test_clipping_comes_before_the_optimiser_and_the_held_out_rule_divides_the_lr():

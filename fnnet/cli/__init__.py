@@ -5,7 +5,9 @@
 * :mod:`fnnet.cli.sweep` — ``fnnet sweep``: the book's hyperparameter search in one program;
 * :mod:`fnnet.cli.check_layer` — ``fnnet check-layer``: a book-style NumPy layer class checked;
 * :mod:`fnnet.cli.graph` — ``fnnet graph``: a computational graph with values and gradients;
-* :mod:`fnnet.cli.lm` — ``fnnet lm``: the sequel's recurrent language models on PTB.
+* :mod:`fnnet.cli.lm` — ``fnnet lm``: the sequel's recurrent language models on PTB;
+* :mod:`fnnet.cli.seq2seq` — ``fnnet seq2seq``: the sequel's encoder–decoders on addition
+  and dates.
 
 Each command module has ``add_parser(commands)``, which registers its flags and handler; the
 flags and checks they share live in :mod:`fnnet.cli.flags` and :mod:`fnnet.cli.common`.
@@ -36,7 +38,7 @@ import time
 import warnings
 from collections.abc import Sequence
 
-from fnnet.cli import check_layer, common, gradcheck, graph, lm, sweep, train
+from fnnet.cli import check_layer, common, gradcheck, graph, lm, seq2seq, sweep, train
 from fnnet.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILURE,
@@ -47,7 +49,7 @@ from fnnet.cli.common import (
     UsageError,
 )
 
-COMMANDS = (train, gradcheck, sweep, lm, check_layer, graph)
+COMMANDS = (train, gradcheck, sweep, lm, seq2seq, check_layer, graph)
 """The subcommand modules, in the order ``fnnet --help`` lists them."""
 
 __all__ = ["COMMANDS", "build_parser", "main"]

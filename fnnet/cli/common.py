@@ -79,12 +79,16 @@ def device_count(text: str) -> int | str:
 
 
 def positive_float(text: str) -> float:
-    """A number in float32's normal range ``[1.18e-38, 3.4e38]``."""
+    """A number > 0 in float32's normal range ``[1.18e-38, 3.4e38]``."""
     value = float(text)
-    if not FLOAT32_TINY <= value <= FLOAT32_MAX:
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    if value < FLOAT32_TINY:
         raise argparse.ArgumentTypeError(
-            f"must be a number in [{FLOAT32_TINY:.3g}, {FLOAT32_MAX:.3g}] (float32's normal "
-            f"range), got {text}")
+            f"must be at least {FLOAT32_TINY:.3g} (float32's smallest normal number), got {text}")
+    if value > FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {FLOAT32_MAX:.3g} (float32's largest number), got {text}")
     return value
 
 
@@ -187,6 +191,16 @@ def check_memory(sizes: list[int], batch: int, itemsize: int, copies: int,
                          f"and activations at batch {batch}), more than the "
                          f"{available[0] / 2**30:,.1f} GiB of {available[1]}; use smaller "
                          f"--hidden sizes")
+
+
+def check_device_count(devices: int | str | None) -> None:
+    """A usage error naming ``--devices`` when it asks for more devices than JAX sees."""
+    import jax
+
+    if isinstance(devices, int) and devices > jax.device_count():
+        raise UsageError(f"--devices {devices}: JAX sees {jax.device_count()} device"
+                         f"{'s' if jax.device_count() > 1 else ''} ({jax.devices()}); give at "
+                         f"most that many, or all")
 
 
 def select_device(kind: str | None):

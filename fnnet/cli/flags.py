@@ -51,7 +51,7 @@ def add_net_flags(parser: argparse.ArgumentParser,
     help) are more ``--net`` choices (gradcheck's nets that bring their own batch)."""
     from fnnet.init import INITIALIZERS
     from fnnet.layers import ACTIVATIONS
-    from fnnet.nets import NETS
+    from fnnet.nets import BOOK_INIT, NETS
 
     extra_nets = extra_nets or {}
     more = "".join(f"; {name} = {summary}" for name, summary in extra_nets.items())
@@ -68,9 +68,10 @@ def add_net_flags(parser: argparse.ArgumentParser,
     model.add_argument("--activation", choices=ACTIVATIONS, default="relu",
                        help="the hidden layers' activation (conv nets: relu only)")
     model.add_argument("--init", choices=INITIALIZERS, default=None,
-                       help="normal = N(0, 0.01²) (the book's), xavier = N(0, 1/fan_in), "
-                            "he = N(0, 2/fan_in) (fan_in = C·FH·FW for kernels); default: he "
-                            "for deep-conv, normal otherwise")
+                       help="normal = N(0, 0.01²), xavier = N(0, 1/fan_in), he = N(0, "
+                            "2/fan_in) (fan_in = C·FH·FW for kernels); default: the book's "
+                            "for each net: " + ", ".join(f"{net} {init}" for net, init in
+                                                         BOOK_INIT.items()))
     model.add_argument("--batchnorm", action="store_true",
                        help="batch norm after each hidden affine (two-layer and mlp)")
     model.add_argument("--dropout", type=fraction, default=None, metavar="RATE",
@@ -84,8 +85,11 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     from fnnet.layers import GRADS
 
     model = add_net_flags(parser)
-    model.add_argument("--grads", choices=GRADS, default="manual",
-                       help="manual = hand-derived custom_vjp rules, autodiff = jax.grad")
+    model.add_argument("--grads", choices=(*GRADS, "numerical"), default="manual",
+                       help="manual = hand-derived custom_vjp rules, autodiff = jax.grad, "
+                            "numerical = the book's chapter 4: central differences over every "
+                            "parameter, 2 forward passes per parameter and step (two-layer "
+                            "and mlp without --batchnorm; slow by design)")
     model.add_argument("--weight-decay", type=non_negative_float, default=0.0, metavar="λ",
                        help="the book's weight decay: ½·λ·ΣW² (weights, not biases) added to "
                             "the training loss")
@@ -123,12 +127,47 @@ def add_optimizer_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
 # --- flags into objects --------------------------------------------------------------------
 
 
+def check_data_flags(args: argparse.Namespace) -> None:
+    """``--data-dir`` and ``--no-download`` apply to the IDX datasets only (digits are
+    bundled, the spiral generated): never silently ignored."""
+    from fnnet.data import IDX_DATASETS
+
+    if args.dataset in IDX_DATASETS:
+        return
+    for flag, given in (("--data-dir", args.data_dir is not None),
+                        ("--no-download", args.no_download)):
+        if given:
+            raise UsageError(f"{flag} does not apply to --dataset {args.dataset} (nothing is "
+                             f"read from files or downloaded for it)")
+
+
+def check_batch_fits(args: argparse.Namespace, data: Any) -> None:
+    """``--batch-size`` no larger than the training examples ``fit`` gets (after the
+    ``--train-size`` cut and the ``--validation`` hold-out, which the message names)."""
+    n = len(data.x_train)
+    if args.batch_size <= n:
+        return
+    if args.validation is None:
+        where = (f"the first --train-size {args.train_size}" if args.train_size is not None
+                 else f"the {args.dataset} training set")
+        raise UsageError(f"--batch-size {args.batch_size} is larger than {where} ({n} "
+                         f"examples)")
+    total = n + len(data.x_test)
+    raise UsageError(f"--batch-size {args.batch_size} is larger than the {n} training "
+                     f"example{'s' if n != 1 else ''} left after --validation {args.validation} "
+                     f"holds out {len(data.x_test)} of {total}")
+
+
 def net_options(args: argparse.Namespace) -> dict[str, Any]:
     """The builder options of ``--net`` from the net flags, each checked to apply to that net
     (``args.init`` and ``args.hidden`` are resolved to what is used, for the record)."""
-    from fnnet.nets import CONV_NETS
+    from fnnet.nets import BOOK_INIT, CONV_NETS
 
-    args.init = args.init or ("he" if args.net == "deep-conv" else "normal")
+    args.init = args.init or BOOK_INIT[args.net]
+    if getattr(args, "grads", None) == "numerical" and (args.net in CONV_NETS or args.batchnorm):
+        raise UsageError(f"--grads numerical trains --net two-layer and mlp without batch norm "
+                         f"(the book's chapter 4); not {args.net}"
+                         f"{' --batchnorm' if args.batchnorm else ''}")
     options: dict[str, Any] = {"weight_init": args.init}
     if args.net in CONV_NETS:
         for flag, given in (("--hidden", args.hidden), ("--batchnorm", args.batchnorm),

@@ -266,21 +266,21 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
         print(f"fnnet lm: interrupted{saved}", file=sys.stderr)
         write_outputs("interrupted", None, partial_history())
         return EXIT_INTERRUPTED
-    if not history.epoch:
+    if not history.trained_epochs:
         print(f"done: the checkpoint in {args.checkpoint_dir} already covers all "
               f"{args.epochs} epochs")
         write_outputs("already-complete", None, history.to_dict())
         return 0
     last = history.last()
-    clock.add("training", last["wall_s"])
+    clock.add("training", history.trained_s)
     clock.add("evaluation", history.eval_s)
     best_epoch = history.epoch[history.held_out_ppl.index(min(history.held_out_ppl))]
     summary = {"held_out": held_out, "final_ppl": last["held_out_ppl"],
                "best_ppl": min(history.held_out_ppl), "best_epoch": best_epoch,
                "train_ppl": last["train_ppl"], "epochs": last["epoch"], "steps": last["step"],
-               "train_s": last["wall_s"],
+               "train_s": history.trained_s,
                "words_per_s": (last["step"] - history.start_step) * args.batch_size
-               * args.time_size / last["wall_s"]}
+               * args.time_size / history.trained_s}
     if held_out == "valid":
         with clock.part("evaluation"):
             summary["test_ppl"] = perplexity(net, params, corpus.test,

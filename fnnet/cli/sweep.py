@@ -35,11 +35,11 @@ def _range(low_limit: float, what: str):
         low, high = bounds[0], bounds[-1]
         if not all(low_limit <= b <= common.FLOAT32_MAX for b in bounds):
             raise argparse.ArgumentTypeError(
-                f"{what} bounds must be in [{low_limit:.3g}, {common.FLOAT32_MAX:.3g}], got {text}")
+                f"bounds must be in [{low_limit:.3g}, {common.FLOAT32_MAX:.3g}], got {text}")
         try:
             return log_range(what, (low, high))
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
+        except ValueError as error:  # argparse names the flag already
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"{what}: ")) from None
 
     return parse
 
@@ -72,7 +72,8 @@ def add_parser(commands: Any) -> None:
     _as_range(sweep, "--weight-decay", _range(0.0, "--weight-decay"), BOOK_WEIGHT_DECAY,
               "λ of the book's ½·λ·ΣW²: LO:HI log-uniform per trial; one number fixes it "
               "(0: none)")
-    opt.add_argument("--epochs", type=common.positive_int, default=50)
+    opt.add_argument("--epochs", type=common.positive_int, default=50,
+                     help="epochs every trial trains (the book's §6.5: 50)")
     search = sweep.add_argument_group("search")
     search.add_argument("--trials", type=common.positive_int, default=100,
                         help="number of trials (models)")
@@ -173,6 +174,7 @@ def _run_sweep(args: argparse.Namespace, clock: common.Clock) -> int:
     from fnnet.sweep import best_trials, chunk_plan, default_max_parallel, sample_trials, sweep
 
     options = flags.net_options(args)
+    flags.check_data_flags(args)
     adaptive = args.max_parallel is None and args.devices is None and not args.sequential
     if args.sequential:
         if args.max_parallel not in (None, 1):

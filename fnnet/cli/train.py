@@ -24,10 +24,13 @@ def add_parser(commands: Any) -> None:
     from fnnet.precision import MATMUL_PRECISIONS, PRECISIONS
 
     train = commands.add_parser(
-        "train", help="train a two-layer net or MLP and report accuracy",
-        description="Train the book's two-layer net (or an MLP) with a jit-compiled, scan-fused "
-                    "training loop. Prints one line per epoch (mean loss, train/test accuracy, "
-                    "steps/s) and a final summary.",
+        "train", help="train one of the book's nets (TwoLayerNet, MultiLayerNet, "
+                      "SimpleConvNet, DeepConvNet) and report accuracy",
+        description="Train one of the book's nets (--net: TwoLayerNet, MultiLayerNet or "
+                    "MultiLayerNetExtend, SimpleConvNet, DeepConvNet) with a jit-compiled, "
+                    "scan-fused training loop. Prints one line per epoch (mean loss, "
+                    "train/test accuracy, steps/s) and a final summary with where the time "
+                    "went.",
         formatter_class=common.DefaultsFormatter)
     flags.add_data_flags(train)
     flags.add_model_flags(train)
@@ -39,8 +42,8 @@ def add_parser(commands: Any) -> None:
                         help="number of steps instead (the last epoch may be partial)")
     opt.add_argument("--seed", type=common.seed, default=0,
                      help="seeds the init and the batch order")
-    flags.add_split_flags(train)
-    train.add_argument("--split-seed", type=common.seed, default=None,
+    split = flags.add_split_flags(train)
+    split.add_argument("--split-seed", type=common.seed, default=None,
                        help="seeds the --validation split (default: --seed); validation "
                             "accuracy is reported each epoch in place of the test accuracy, "
                             "and the test set is evaluated once at the end")
@@ -60,8 +63,12 @@ def add_parser(commands: Any) -> None:
                             "batch split across devices; --batch-size must divide by N")
     scale.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                        help="multi-host: address of process 0 (jax.distributed.initialize)")
-    scale.add_argument("--num-processes", type=common.positive_int, default=None)
-    scale.add_argument("--process-id", type=int, default=None)
+    scale.add_argument("--num-processes", type=common.positive_int, default=None, metavar="N",
+                       help="multi-host: the number of processes in the run (one per host "
+                            "or GPU), each started with the same command")
+    scale.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="multi-host: this process's number, in [0, --num-processes); "
+                            "process 0 runs on the --coordinator host and writes the outputs")
     scale.add_argument("--distributed-timeout", type=common.positive_int, default=60,
                        metavar="SECONDS",
                        help="multi-host: give up joining the coordinator after this long")
@@ -81,13 +88,26 @@ def add_parser(commands: Any) -> None:
                      help="evaluate the training loss and accuracy after each epoch on a fixed "
                           "sample of N training examples (default: all of them, exact; the "
                           "held-out set is always evaluated whole)")
+    run.add_argument("--record-steps", action="store_true",
+                     help="also record every step's training loss (--out history.step_loss; "
+                          "--plot draws it: the book's figure 4-11)")
     run.add_argument("--log-every", type=common.positive_int, default=1, metavar="K",
                      help="print the per-epoch line every K epochs (and for the last)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress bar (one is drawn only when stderr is a terminal)")
     run.add_argument("--no-compile-cache", action="store_true",
                      help="do not use JAX's persistent compilation cache "
                           "(~/.cache/fnnet/jax, or $FNNET_COMPILE_CACHE)")
     train.set_defaults(handler=run_train)
+
+
+def plot_title(args: argparse.Namespace, data: Any) -> str:
+    """``digits, two-layer 64-50-10 relu (init normal), grads=manual, sgd lr 0.1, batch
+    100``: what the figure shows, enough to tell two figures apart."""
+    extras = [f"weight decay {args.weight_decay:g}"] if args.weight_decay else []
+    return (f"{args.dataset}, {flags.net_line(args, data)} (init {args.init}), "
+            f"grads={args.grads}, {args.optimizer} lr {args.lr:g}, batch {args.batch_size}"
+            + "".join(f", {e}" for e in extras))
 
 
 def epoch_line(record: dict[str, Any], epochs: int, held_out: str = "test") -> str:
@@ -116,11 +136,13 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
     from fnnet.results import environment, write_json
     from fnnet.train import NonFiniteLossError, epoch_plan, fit, init_from_seed
 
+    flags.check_data_flags(args)
     options = flags.net_options(args)
     optimizer = flags.optimizer_from_args(args)
     device = common.select_device(args.device)
     if args.devices is not None and device is not None:
         raise UsageError("give --device or --devices, not both")
+    common.check_device_count(args.devices)
     if args.resume and args.checkpoint_dir is None:
         raise UsageError("--resume needs --checkpoint-dir")
     if args.plot is not None:
@@ -132,6 +154,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
         from fnnet.checkpoint import lock_directory
 
         held.enter_context(lock_directory(args.checkpoint_dir))  # until training has ended
+        _check_fresh_checkpoint_dir(args)
     if not args.no_compile_cache:
         common.enable_compile_cache()
     with clock.part("data"):
@@ -139,9 +162,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
                                                          download=not args.no_download,
                                                          progress=not args.no_progress))
         data, test_set = flags.held_out_split(args, data)
-    if args.batch_size > len(data.x_train):
-        raise UsageError(f"--batch-size {args.batch_size} is larger than the {args.dataset} "
-                         f"training set ({len(data.x_train)} examples)")
+    flags.check_batch_fits(args, data)
     if args.epochs is None and args.steps is None:
         args.epochs = 20
     plan = epoch_plan(len(data.x_train), args.batch_size, epochs=args.epochs, steps=args.steps)
@@ -178,7 +199,10 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
                                   "data": {"files": list(data.files)}, "summary": summary,
                                   "history": history, "environment": environment()})
 
-    def partial_history() -> dict[str, Any]:
+    def partial_history(error: BaseException) -> dict[str, Any]:
+        history = getattr(error, "history", None)  # fit's: the whole run's finished epochs
+        if history is not None:
+            return history.to_dict()
         return {name: [r[name] for r in records] for name in records[0]} if records else {}
 
     try:
@@ -189,31 +213,35 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
             devices=args.devices, checkpoint_dir=args.checkpoint_dir,
             checkpoint_every=args.checkpoint_every, resume=args.resume, settings=settings,
             progress=not args.no_progress, on_epoch=report, eval_train=args.eval_train,
-            matmul_precision=args.matmul_precision)
+            matmul_precision=args.matmul_precision, record_steps=args.record_steps)
     except NonFiniteLossError as error:
         print(f"fnnet train: error: {error}", file=sys.stderr)
-        write_outputs("diverged", None, partial_history(), str(error))
+        write_outputs("diverged", None, partial_history(error), str(error))
         return EXIT_NON_FINITE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         saved = f"; checkpoint in {args.checkpoint_dir}" if args.checkpoint_dir else ""
         print(f"fnnet train: interrupted{saved}", file=sys.stderr)
-        write_outputs("interrupted", None, partial_history())
+        write_outputs("interrupted", None, partial_history(error))
         return EXIT_INTERRUPTED
-    if not history.epoch:
+    if not history.trained_epochs:
         print(f"done: the checkpoint in {args.checkpoint_dir} already covers all "
               f"{sum(plan)} steps")
         write_outputs("already-complete", None, history.to_dict())
         return 0
     last = history.last()
-    clock.add("training", last["wall_s"])
+    clock.add("training", history.trained_s)
     clock.add("evaluation", history.eval_s)
-    summary = {
+    summary = {  # train_s and steps_per_s: this command's training (after a resume too)
         "test_acc": last["test_acc"], "train_acc": last["train_acc"],
         "test_loss": last["test_loss"], "steps": last["step"], "epochs": last["epoch"],
-        "train_s": last["wall_s"],
-        "steps_per_s": (last["step"] - history.start_step) / last["wall_s"],
+        "train_s": history.trained_s,
+        "steps_per_s": (last["step"] - history.start_step) / history.trained_s,
         "train_eval_size": history.train_eval_size,
     }
+    if args.resume and history.start_step and not history.resumed_epochs:
+        print(f"note: {args.checkpoint_dir}'s checkpoint keeps no history (an older fnnet "
+              f"wrote it): --out and --plot hold epochs {history.epoch[0]}-"
+              f"{history.epoch[-1]} only")
     if test_set is not None:
         from fnnet.train import evaluate
 
@@ -232,14 +260,25 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
             from fnnet.plots import plot_history
 
             with clock.part("outputs"):
-                plot_history(history, args.plot,
-                             title=f"{args.dataset}, {args.net}, {args.grads}")
+                plot_history(history, args.plot, title=plot_title(args, data),
+                             held_out="test" if test_set is None else "validation")
         summary["time"] = clock.summary()
         summary["compile_s"], summary["programs"] = (summary["time"]["compile_s"],
                                                      summary["time"]["programs"])
         write_outputs("complete", summary, history.to_dict())
     print(clock.line())
     return 0
+
+
+def _check_fresh_checkpoint_dir(args: argparse.Namespace) -> None:
+    """Before the data loads: a directory with checkpoints is another run's, unless resumed."""
+    from fnnet.checkpoint import list_checkpoints
+
+    found = list_checkpoints(args.checkpoint_dir)
+    if found and not args.resume:
+        raise UsageError(f"--checkpoint-dir {args.checkpoint_dir} already holds checkpoints "
+                         f"(newest {found[-1].name}); add --resume to continue that run, or "
+                         f"give an empty directory (a new run would overwrite and prune them)")
 
 
 def _check_coordinator(address: str) -> None:

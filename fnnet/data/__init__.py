@@ -17,13 +17,15 @@ dataset is returned whole or not at all.
 Text for the sequel's language models comes as a :class:`Corpus` of word ids:
 :func:`load_ptb` (Penn Treebank, :mod:`fnnet.data.ptb`); :func:`preprocess` turns a string
 into ids and :func:`create_contexts_target` a corpus into word2vec's examples
-(:mod:`fnnet.data.text`).
+(:mod:`fnnet.data.text`). Its seq2seq sets (addition, dates) are generated from a seed as
+character ids: :func:`load_seq2seq` (:mod:`fnnet.data.seq2seq`).
 
 The modules, one concern each: :mod:`~fnnet.data.dataset` (the container),
 :mod:`~fnnet.data.idx` (the file format), :mod:`~fnnet.data.files` (where files are looked
 for), :mod:`~fnnet.data.download` (verified downloads), :mod:`~fnnet.data.cache` (decoded
-copies), :mod:`~fnnet.data.digits`, :mod:`~fnnet.data.mnist`, :mod:`~fnnet.data.spiral` and
-:mod:`~fnnet.data.ptb` (the loaders), :mod:`~fnnet.data.text` (text as ids, word2vec's windows).
+copies), :mod:`~fnnet.data.digits`, :mod:`~fnnet.data.mnist`, :mod:`~fnnet.data.spiral`,
+:mod:`~fnnet.data.ptb` and :mod:`~fnnet.data.seq2seq` (the loaders), :mod:`~fnnet.data.text`
+(text as ids, word2vec's windows).
 
 Example::
 
@@ -43,6 +45,13 @@ from fnnet.data.files import SYSTEM_DATA_DIR, cache_dir, search_path
 from fnnet.data.idx import read_idx, write_idx
 from fnnet.data.mnist import IDX_DATASETS, find_dataset_files, load_idx_dataset
 from fnnet.data.ptb import Corpus, load_ptb
+from fnnet.data.seq2seq import (
+    SEQ2SEQ_DATASETS,
+    Seq2seqData,
+    Vocabulary,
+    encode_questions,
+    load_seq2seq,
+)
 from fnnet.data.spiral import load_spiral
 from fnnet.data.text import TOY_TEXT, create_contexts_target, preprocess
 
@@ -55,20 +64,25 @@ __all__ = [
     "INPUT_SIZES",
     "MIRRORS",
     "NUM_CLASSES",
+    "SEQ2SEQ_DATASETS",
     "SYSTEM_DATA_DIR",
     "TOY_TEXT",
     "Corpus",
     "Dataset",
     "DatasetError",
     "Mirror",
+    "Seq2seqData",
+    "Vocabulary",
     "cache_dir",
     "create_contexts_target",
     "download_dataset",
+    "encode_questions",
     "find_dataset_files",
     "load_dataset",
     "load_digits",
     "load_idx_dataset",
     "load_ptb",
+    "load_seq2seq",
     "load_spiral",
     "preprocess",
     "read_idx",

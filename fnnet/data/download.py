@@ -150,7 +150,7 @@ def _download(url: str, dest: Path, filename: str, *, progress: bool) -> tuple[P
                 unit="B",
                 unit_scale=True,
                 desc=filename,
-                disable=not progress,
+                disable=None if progress else True,  # drawn on a terminal only
                 leave=False,
             ) as bar,
         ):

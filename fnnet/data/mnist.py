@@ -49,7 +49,7 @@ def _not_found_message(name: str, searched: list[Path], download_error: str | No
                      "the cache and /usr/share/datasets (and to download).")
         return "\n".join(lines)
     if download_error is None:
-        lines.append("Downloading was not allowed (download=False).")
+        lines.append("Downloading was not allowed (the CLI's --no-download; download=False).")
     else:
         lines.append(f"Downloading failed: {download_error}")
     lines.append("To get the files, any one of:")
@@ -60,7 +60,8 @@ def _not_found_message(name: str, searched: list[Path], download_error: str | No
     lines += [
         "  - put the 4 files in a directory and pass it as data_dir (the CLI's --data-dir);",
         f"  - set $FNNET_DATA to a directory holding them, or holding a '{name}' subdirectory;",
-        f"  - load with download=True and network access (it caches in {cache_dir(name)}).",
+        f"  - run again with network access, downloading allowed (no --no-download; "
+        f"download=False in Python forbids it); the files are cached in {cache_dir(name)}.",
     ]
     return "\n".join(lines)
 

@@ -5,7 +5,10 @@
 * :mod:`fnnet.nets.word2vec` — :func:`cbow`, :func:`skip_gram` (negative sampling with a
   :class:`UnigramSampler`), models over word ids (:data:`WORD2VEC_NETS`);
 * :mod:`fnnet.nets.rnnlm` — the sequel's language models :func:`simple_rnnlm`,
-  :func:`rnnlm`, :func:`better_rnnlm` (and :func:`language_model` to build others).
+  :func:`rnnlm`, :func:`better_rnnlm` (and :func:`language_model` to build others);
+* :mod:`fnnet.nets.seq2seq` — the sequel's encoder–decoders ``seq2seq``, ``peeky_seq2seq``
+  and ``attention_seq2seq`` (the module keeps the name: ``fnnet.nets.seq2seq.seq2seq``);
+  they take character ids, not the classifiers' examples, so they are not in :data:`NETS`.
 
 :data:`NETS` holds the classifiers by the names the command line takes (``--net``);
 :func:`build_net` builds one for an example shape and a number of classes. :data:`LM_NETS`
@@ -36,8 +39,8 @@ from fnnet.nets.word2vec import (
     unigram_sampler,
 )
 
-__all__ = ["BOOK_RUNS", "CONV_NETS", "LM_NETS", "NETS", "SAMPLED_NETS", "WORD2VEC_NETS",
-           "SampledNet", "UnigramSampler", "better_rnnlm", "build_net", "cbow",
+__all__ = ["BOOK_INIT", "BOOK_RUNS", "CONV_NETS", "LM_NETS", "NETS", "SAMPLED_NETS",
+           "WORD2VEC_NETS", "SampledNet", "UnigramSampler", "better_rnnlm", "build_net", "cbow",
            "deep_conv_net", "language_model", "multi_layer_net", "rnnlm", "sample_ids",
            "simple_conv_net", "simple_rnnlm", "skip_gram", "two_layer_net", "unigram_sampler"]
 
@@ -78,15 +81,23 @@ CONV_NETS = ("simple-conv", "deep-conv")
 """The nets by the names ``fnnet train --net`` and ``fnnet gradcheck --net`` take; each is
 ``build(input_shape, num_classes, **options) -> Model``."""
 
+BOOK_INIT = {"two-layer": "normal", "mlp": "he", "simple-conv": "normal", "deep-conv": "he"}
+"""Each net's default ``weight_init``, the book's: ``TwoLayerNet`` and ``SimpleConvNet`` draw
+``N(0, 0.01²)`` (``weight_init_std=0.01``); ``MultiLayerNet``, ``MultiLayerNetExtend`` and
+``DeepConvNet`` use He (``weight_init_std='relu'``), without which a deep ReLU net at std
+0.01 stays at chance."""
+
 
 def build_net(name: str, input_shape: Shape, num_classes: int, **options: Any) -> Model:
-    """The net ``name`` of :data:`NETS` for examples of ``input_shape`` and ``num_classes``.
+    """The net ``name`` of :data:`NETS` for examples of ``input_shape`` and ``num_classes``,
+    with the book's ``weight_init`` for that net (:data:`BOOK_INIT`) unless one is given.
 
     >>> build_net("mlp", (64,), 10, hidden=[20, 20]).output_shape
     (10,)
     """
     if name not in NETS:
         raise ValueError(f"net must be one of {tuple(NETS)}; got {name!r}")
+    options.setdefault("weight_init", BOOK_INIT[name])
     return NETS[name](tuple(input_shape), num_classes, **options)
 
 

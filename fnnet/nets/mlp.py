@@ -29,7 +29,7 @@ def multi_layer_net(
     output_size: int,
     *,
     activation: str = "relu",
-    weight_init: str | float | Initializer = "normal",
+    weight_init: str | float | Initializer = "he",
     grads: str = "manual",
     dtype: jnp.dtype = jnp.float32,
     weight_decay: float = 0.0,
@@ -49,9 +49,13 @@ def multi_layer_net(
       hidden_sizes: width of each hidden layer (any depth, may be empty).
       output_size: number of classes, C ≥ 2.
       activation: ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
-      weight_init: ``"normal"`` (std 0.01, the book's), ``"xavier"``, ``"he"``, a float std,
-        or an initializer ``(key, shape, dtype) -> array`` (see :mod:`fnnet.init`).
-      grads: ``"manual"`` (hand-derived custom_vjp rules) or ``"autodiff"`` (jax.grad).
+      weight_init: ``"he"`` (the default, as the book's ``MultiLayerNet``:
+        ``weight_init_std='relu'``), ``"xavier"``, ``"normal"`` (std 0.01, the book's
+        ``TwoLayerNet``'s, which leaves a deep ReLU net at chance), a float std, or an
+        initializer ``(key, shape, dtype) -> array`` (see :mod:`fnnet.init`).
+      grads: ``"manual"`` (hand-derived custom_vjp rules), ``"autodiff"`` (jax.grad) or
+        ``"numerical"`` (chapter 4: central differences over every parameter, the forward
+        pass of ``"autodiff"``; see :mod:`fnnet.numerical`; not with ``batchnorm``).
       dtype: parameter dtype.
       weight_decay: λ of the book's weight decay, ``½·λ·ΣW²`` added to the training loss
         (see :func:`classifier`).
@@ -64,6 +68,16 @@ def multi_layer_net(
     output_size = check_int("output_size", output_size, minimum=2)
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}")
+    if grads == "numerical":
+        from fnnet.numerical import numerical_model
+
+        if batchnorm:
+            raise ValueError("grads='numerical' cannot train batch norm (its running "
+                             "statistics are state); use grads='manual' or 'autodiff'")
+        return numerical_model(multi_layer_net(
+            input_size, hidden_sizes, output_size, activation=activation,
+            weight_init=weight_init, grads="autodiff", dtype=dtype, weight_decay=weight_decay,
+            dropout=dropout))
     ops_for(grads)  # fail early on a bad grads value
     weight_init = resolve(weight_init)
     layers: list[tuple[str, Layer]] = []
@@ -94,7 +108,8 @@ def two_layer_net(
     """The book's ``TwoLayerNet``: ``Affine → activation → Affine → Softmax-with-Loss``.
 
     Params: ``{"affine1": {"W": (D, H), "b": (H,)}, "affine2": {"W": (H, C), "b": (C,)}}``.
-    See :func:`multi_layer_net` for the arguments.
+    See :func:`multi_layer_net` for the arguments; ``weight_init`` defaults to the book's
+    ``TwoLayerNet``'s ``N(0, 0.01²)``.
 
     >>> import jax
     >>> net = two_layer_net(784, 50, 10)
