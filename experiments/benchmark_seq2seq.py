@@ -35,7 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 import optax
-from common import write_results
+from common import RESULTS, write_results
 from peers import numpy_seq2seq
 
 from fnnet.data import load_seq2seq
@@ -43,8 +43,6 @@ from fnnet.nets import seq2seq as nets
 from fnnet.optim import adam, clip_grads
 from fnnet.results import environment
 from fnnet.train import batch_indices, init_from_seed, init_train_state, make_epoch
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def fnnet_runner(config: nets.Seq2seqConfig, params: Any, x: np.ndarray, t: np.ndarray,

@@ -19,12 +19,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from common import RESULTS
 from seq2seq_runs import first_epoch_reaching, train_run
 
 from fnnet.data import load_seq2seq
 from fnnet.results import environment
 
-RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = {"baseline": ("seq2seq", False), "reversed": ("seq2seq", True),
         "reversed + peeky": ("peeky", True)}
 

@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import RESULTS
 from seq2seq_runs import first_epoch_reaching, train_run
 
 from fnnet.data import load_seq2seq
 from fnnet.nets import seq2seq as nets
 from fnnet.results import environment
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def plot_accuracy(result: dict[str, Any], path: Path) -> None:

@@ -49,7 +49,8 @@ def add_parser(commands: Any) -> None:
                        help="seq2seq = the encoder's last h starts the decoder; peeky = it "
                             "also enters every decoder step; attention = the decoder attends "
                             "over all encoder states")
-    model.add_argument("--wordvec-size", type=common.positive_int, default=16)
+    model.add_argument("--wordvec-size", type=common.positive_int, default=16,
+                       help="size of each character's embedding (the book's 16)")
     model.add_argument("--hidden-size", type=common.positive_int, default=None,
                        help="LSTM units (default: 128 for addition, 256 for date)")
     model.add_argument("--grads", choices=GRADS, default="manual",
@@ -57,7 +58,8 @@ def add_parser(commands: Any) -> None:
     opt = s2s.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=common.positive_int, default=None,
                      help="default: 25 for addition, 10 for date (the book's)")
-    opt.add_argument("--batch-size", type=common.positive_int, default=128)
+    opt.add_argument("--batch-size", type=common.positive_int, default=128,
+                     help="problems per Adam step (the book's 128)")
     opt.add_argument("--lr", type=common.positive_float, default=0.001,
                      help="the book's Adam's learning rate")
     opt.add_argument("--max-grad", type=common.positive_float, default=5.0,
