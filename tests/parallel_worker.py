@@ -1,9 +1,12 @@
 """Run by tests/test_parallel.py in a fresh process (JAX's device count is fixed at start-up).
 
-Usage: python -m tests.parallel_worker OUT.npz DEVICES [COORDINATOR NUM_PROCESSES PROCESS_ID]
+Usage: python -m tests.parallel_worker OUT DEVICES[,DEVICES...] [COORDINATOR NUM_PROCESSES
+PROCESS_ID]
 
-Trains the two-layer net on digits for 20 steps (batch 64) with ``fit(..., devices=DEVICES)``
-and saves the final parameters; with a coordinator, joins a multi-process run first.
+For each DEVICES (``none``: one device, no mesh; ``all``; or a count) trains the two-layer net
+on digits for 20 steps (batch 64) with ``fit(..., devices=DEVICES)`` and saves the final
+parameters to ``OUT-DEVICES.npz``; with a coordinator, joins a multi-process run first.
+Several runs in one process share its start-up (importing JAX, the CPU devices).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 
 
 def main(argv: list[str]) -> None:
-    out, devices = argv[0], argv[1]
+    out, specs = argv[0], argv[1].split(",")
     if len(argv) > 2:
         from fnnet.parallel import initialize_distributed
 
@@ -26,18 +29,20 @@ def main(argv: list[str]) -> None:
     from fnnet.optim import sgd
     from fnnet.train import fit
 
-    net = fnnet.two_layer_net(64, 32, 10, activation="sigmoid", weight_init="xavier")
-    params, history = fit(net, net.init(jax.random.key(0)), load_digits(), optimizer=sgd(0.5),
-                          key=jax.random.key(1), batch_size=64, steps=20, progress=False,
-                          devices=None if devices == "none" else
-                          ("all" if devices == "all" else int(devices)))
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    arrays = {jax.tree_util.keystr(path): np.asarray(leaf.addressable_data(0))
-              for path, leaf in leaves}
-    if jax.process_index() == 0:
-        replicas = len(jax.tree.leaves(params)[0].sharding.device_set)
-        np.savez(out, loss=np.array(history.loss), devices=len(jax.devices()),
-                 replicas=replicas, **arrays)
+    data = load_digits()
+    for devices in specs:
+        net = fnnet.two_layer_net(64, 32, 10, activation="sigmoid", weight_init="xavier")
+        params, history = fit(net, net.init(jax.random.key(0)), data, optimizer=sgd(0.5),
+                              key=jax.random.key(1), batch_size=64, steps=20, progress=False,
+                              devices=None if devices == "none" else
+                              ("all" if devices == "all" else int(devices)))
+        leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+        arrays = {jax.tree_util.keystr(path): np.asarray(leaf.addressable_data(0))
+                  for path, leaf in leaves}
+        if jax.process_index() == 0:
+            replicas = len(jax.tree.leaves(params)[0].sharding.device_set)
+            np.savez(f"{out}-{devices}.npz", loss=np.array(history.loss),
+                     devices=len(jax.devices()), replicas=replicas, **arrays)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -32,13 +30,14 @@ RATES = ("us_per_step", "steps_per_s", "samples_per_s", "gflops", "pct_of_peak")
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    """The JSON of one ``--quick`` run (BLAS/OpenMP threads 1: robust on a loaded machine)."""
+    """The JSON of one ``--quick`` run (BLAS/OpenMP threads 1: robust on a loaded machine),
+    run in this process: its rows need no fresh one (they compile their own programs)."""
     out = tmp_path_factory.mktemp("benchmark") / "x.json"
-    proc = subprocess.run(
-        [sys.executable, str(EXPERIMENTS / "benchmark.py"), "--quick", "--threads", "1",
-         "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(EXPERIMENTS))
+        import benchmark
+
+        assert benchmark.main(["--quick", "--threads", "1", "--out", str(out)]) == 0
     return json.loads(out.read_text()), out
 
 

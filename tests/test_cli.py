@@ -111,7 +111,7 @@ def test_missing_mnist_offline_names_where_it_looked(tmp_path, monkeypatch, caps
     assert str(tmp_path / "nothing") in err and "only place looked in" in err
 
 
-def test_python_dash_m_and_the_compile_cache(tmp_path):
+def test_python_dash_m_and_the_compile_cache(tmp_path, capsys):
     env = {**os.environ, "FNNET_COMPILE_CACHE": str(tmp_path / "jax-cache"), "JAX_PLATFORMS": "cpu"}
     out = tmp_path / "run.json"
     command = [sys.executable, "-m", "fnnet", "train", "--epochs", "1", "--no-progress",
@@ -130,8 +130,9 @@ def test_python_dash_m_and_the_compile_cache(tmp_path):
     time = json.loads(out.read_text())["summary"]["time"]
     assert (time["programs"], time["cache_hits"]) == (4, 4)  # all four from the cache
     assert time["wall_s"] >= time["startup_s"] + time["training_s"] + time["compile_s"]
-    help_text = subprocess.run([sys.executable, "-m", "fnnet", "train", "--help"], env=env,
-                               capture_output=True, text=True, timeout=60).stdout
+    with pytest.raises(SystemExit):  # the help needs no fresh process: main prints it here
+        main(["train", "--help"])
+    help_text = capsys.readouterr().out
     for flag in ("--dataset", "--grads", "--optimizer", "--steps", "--device", "--plot"):
         assert flag in help_text
 
@@ -433,9 +434,19 @@ def test_conv_and_batchnorm_dropout_nets_train_from_the_command_line(tmp_path, c
     assert settings["batchnorm"] is True and settings["dropout"] == 0.2
 
 
-def test_gradcheck_of_the_simple_conv_net_passes(capsys):
-    assert main(["gradcheck", "--net", "simple-conv", "--max-entries", "4"]) == 0
-    assert "simple-conv (init normal) on 3 digits samples, float64" in capsys.readouterr().out
+def test_gradcheck_of_the_simple_conv_net_passes(tmp_path, capsys):
+    """Also the chapter 7 net's check of tests/test_gradcheck.py (one run checks both: the
+    command and ``gradcheck_model``'s per-leaf report of the conv net)."""
+    report_path = tmp_path / "g.json"
+    assert main(["gradcheck", "--net", "simple-conv", "--max-entries", "8",
+                 "--json", str(report_path)]) == 0
+    out = capsys.readouterr().out
+    assert "simple-conv (init normal) on 3 digits samples, float64" in out
+    report = json.loads(report_path.read_text())["report"]
+    assert report["ok"] is True and not report["failures"], out
+    assert {leaf["path"].split("/")[0] for leaf in report["leaves"]} >= {"conv1", "affine2"}
+    assert all(leaf["status"] == "ok" for leaf in report["leaves"]
+               if leaf["path"].startswith("conv1")), out
 
 
 def test_the_command_imports_jax_inside_main_so_ctrl_c_there_is_one_line(monkeypatch, capsys):

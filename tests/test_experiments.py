@@ -110,7 +110,9 @@ def test_numpy_conv_peer_gradient_matches_fnnet(experiments, dtype):
         rng = np.random.default_rng(0)
         x = rng.standard_normal((6, 2, 9, 9)).astype(dtype)
         t = rng.integers(0, 5, 6).astype(np.int32)
-        loss, grads = jax.value_and_grad(net.loss)(params, jnp.asarray(x), jnp.asarray(t))
+        # one jitted program, not op-by-op dispatch (each op its own compile)
+        loss, grads = jax.jit(jax.value_and_grad(net.loss))(params, jnp.asarray(x),
+                                                            jnp.asarray(t))
         peer = nb.SimpleConvNet(nb.as_numpy(params))
         peer_loss, peer_grads = peer.gradient(x.astype(np.float32), t)
     tol = 1e-5

@@ -1,7 +1,8 @@
 """Data parallel on 4 and 8 CPU devices and across 2 processes equals the 1-device run.
 
-Each run is a fresh Python process (tests/parallel_worker.py): the number of CPU devices and
-the distributed runtime are fixed when JAX starts.
+The runs are fresh Python processes (tests/parallel_worker.py): the number of CPU devices and
+the distributed runtime are fixed when JAX starts. One process with 8 CPU devices trains the
+1-device reference and the 4- and 8-device runs; the 2-process run is two more.
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ PARAMS = ["['affine1']['W']", "['affine1']['b']", "['affine2']['W']", "['affine2
 
 
 def _env(cpu_devices: int) -> dict[str, str]:
+    """This process's environment (its other XLA flags kept) with ``cpu_devices`` devices."""
+    flags = [flag for flag in os.environ.get("XLA_FLAGS", "").split()
+             if "xla_force_host_platform_device_count" not in flag]
     return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={cpu_devices}"}
+            "XLA_FLAGS": " ".join([*flags,
+                                   f"--xla_force_host_platform_device_count={cpu_devices}"])}
 
 
 def _worker(out: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "tests.parallel_worker", str(out), *args]
 
 
-def _run(out: Path, devices: str, cpu_devices: int) -> dict[str, np.ndarray]:
-    done = subprocess.run(_worker(out, devices), env=_env(cpu_devices), cwd=ROOT,
-                          capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return dict(np.load(out))
+def _load(out: Path, devices: str) -> dict[str, np.ndarray]:
+    return dict(np.load(f"{out}-{devices}.npz"))
 
 
 def _assert_same_params(a: dict, b: dict) -> None:
@@ -43,14 +45,26 @@ def _assert_same_params(a: dict, b: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def single_device(tmp_path_factory) -> dict[str, np.ndarray]:
-    return _run(tmp_path_factory.mktemp("single") / "p.npz", "none", 1)
+def runs(tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
+    """One fresh process with 8 CPU devices trains on one device (no mesh), on 4 and on 8."""
+    out = tmp_path_factory.mktemp("runs") / "p"
+    done = subprocess.run(_worker(out, "none,4,8"), env=_env(8), cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {devices: _load(out, devices) for devices in ("none", "4", "8")}
+
+
+@pytest.fixture(scope="module")
+def single_device(runs) -> dict[str, np.ndarray]:
+    assert int(runs["none"]["replicas"]) == 1  # the reference really lives on one device
+    return runs["none"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("devices", [4, 8])
-def test_data_parallel_matches_one_device(devices, single_device, tmp_path):
-    sharded = _run(tmp_path / "p.npz", str(devices), 8)
+def test_data_parallel_matches_one_device(devices, single_device, runs):
+    sharded = runs[str(devices)]
+    assert int(sharded["devices"]) == 8
     assert int(sharded["replicas"]) == devices  # params really live on every device
     _assert_same_params(single_device, sharded)
     np.testing.assert_allclose(single_device["loss"], sharded["loss"], rtol=1e-6)
@@ -76,7 +90,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_match_one_process(single_device, tmp_path):
     coordinator = f"127.0.0.1:{_free_port()}"
-    out = tmp_path / "p.npz"
+    out = tmp_path / "p"
     workers = [subprocess.Popen(_worker(out, "all", coordinator, "2", str(rank)),
                                 env=_env(2), cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
@@ -87,6 +101,6 @@ def test_two_processes_match_one_process(single_device, tmp_path):
             w.kill()
     for w, (_, err) in zip(workers, results, strict=True):
         assert w.returncode == 0, err[-3000:]
-    both = dict(np.load(out))
+    both = _load(out, "all")
     assert int(both["devices"]) == 4 and int(both["replicas"]) == 4  # 2 processes × 2 devices
     _assert_same_params(single_device, both)

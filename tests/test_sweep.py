@@ -229,46 +229,83 @@ def test_sweep_command_table_json_plot_and_train_args_reproduce_a_trial(tmp_path
 
 
 def _run_python(args: list[str], **env: str) -> subprocess.CompletedProcess:
-    """``python ARGS`` on the CPU, with no CPU device count from this process's environment."""
+    """``python ARGS`` on the CPU, with no CPU device count from this process's environment
+    (its other XLA flags, the suite's compile-time optimisation level, are kept)."""
     environment = {key: value for key, value in os.environ.items()
                    if key not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    flags = [flag for flag in os.environ.get("XLA_FLAGS", "").split()
+             if "xla_force_host_platform_device_count" not in flag]
+    if "XLA_FLAGS" in env:
+        flags.append(env.pop("XLA_FLAGS"))
     environment.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), **env)
+    if flags:
+        environment["XLA_FLAGS"] = " ".join(flags)
     return subprocess.run([sys.executable, *args], env=environment, cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
 
 
-def test_the_command_gives_jax_one_cpu_device_per_core_and_shards_the_trials(tmp_path):
-    devices = min(usable_cores(), MAX_CPU_DEVICES, 3)  # SMALL has 3 trials: one device each
-    out = tmp_path / "sweep.json"
-    done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--out", str(out), *FAST])
+# Runs the ``fnnet`` program (as ``python -m fnnet`` does: ``main()`` reading ``sys.argv``,
+# so with its process-wide setup) on each argv of the JSON list ``sys.argv[1]`` in turn in
+# this one process (JAX's device count is fixed when its backend starts: the first run
+# starts it) and prints each run's status, stdout and stderr as one JSON list.
+MAIN_IN_A_FRESH_PROCESS = """
+import contextlib, io, json, sys
+from fnnet.cli import main
+runs = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = ["fnnet", *argv]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main()
+        except SystemExit as exit_info:
+            status = exit_info.code
+    runs.append({"status": status, "stdout": out.getvalue(), "stderr": err.getvalue()})
+print(json.dumps(runs))
+"""
+
+
+def _main_in_a_fresh_process(argvs: list[list[str]], **env: str) -> list[dict]:
+    done = _run_python(["-c", MAIN_IN_A_FRESH_PROCESS, json.dumps(argvs)], **env)
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(out.read_text())["summary"]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_command_gives_jax_one_cpu_device_per_core_and_shards_the_trials(tmp_path):
+    """One fresh process runs the default, ``--devices all``, ``--sequential`` and a refused
+    ``--devices 2 --max-parallel 1`` in turn (the first starts JAX's backend with one CPU
+    device per core; the later runs find it started); a second process has the user's own
+    ``JAX_NUM_CPU_DEVICES=1``."""
+    devices = min(usable_cores(), MAX_CPU_DEVICES, 3)  # SMALL has 3 trials: one device each
+    outs = [tmp_path / f"sweep{n}.json" for n in range(4)]
+    default, every, sequential, refused = _main_in_a_fresh_process([
+        ["sweep", *SMALL, "--out", str(outs[0]), *FAST],
+        ["sweep", *SMALL, "--devices", "all", "--out", str(outs[1]), *FAST],
+        ["sweep", *SMALL, "--sequential", "--out", str(outs[2]), *FAST],
+        ["sweep", *SMALL, "--devices", "2", "--max-parallel", "1", *FAST]])
+    assert default["status"] == 0, default["stderr"][-3000:]
+    summary = json.loads(outs[0].read_text())["summary"]
     assert summary["available_devices"] == min(usable_cores(), MAX_CPU_DEVICES)
     plan = summary["plan"]  # the default chooses: the first trial alone, then the faster plan
     assert plan["adaptive"] and plan["mode"] in ("sequential", "vmapped")
     assert plan["predicted_sequential_s"] > 0 and plan["predicted_vmapped_s"] > 0
     assert f"plan: {'one trial at a time' if plan['mode'] == 'sequential' else 'chunks'}" in (
-        done.stdout)
-    done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--devices", "all", "--out", str(out),
-                        *FAST])
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(out.read_text())["summary"]
+        default["stdout"])
+    assert every["status"] == 0, every["stderr"][-3000:]
+    summary = json.loads(outs[1].read_text())["summary"]
     assert (summary["platform"], summary["devices"]) == ("cpu", devices)
     assert summary["chunk_size"] == chunk_plan(3, CPU_TRIALS_PER_DEVICE * devices, devices)[1]
-    assert f"on {devices} cpu device" in done.stdout
-    # the user's own count wins, and --sequential keeps to one device
-    done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--out", str(out), *FAST],
-                       JAX_NUM_CPU_DEVICES="1")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(out.read_text())["summary"]["devices"] == 1
-    done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--sequential", "--out", str(out), *FAST])
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(out.read_text())["summary"]["devices"] == 1
+    assert f"on {devices} cpu device" in every["stdout"]
+    # --sequential keeps to one device, and the user's own count wins
+    assert sequential["status"] == 0, sequential["stderr"][-3000:]
+    assert json.loads(outs[2].read_text())["summary"]["devices"] == 1
     if devices >= 2:
-        done = _run_python(["-m", "fnnet", "sweep", *SMALL, "--devices", "2", "--max-parallel",
-                            "1", *FAST])
-        assert done.returncode == 2
-        assert "--max-parallel 1 is less than --devices 2" in done.stderr, done.stderr
+        assert refused["status"] == 2
+        assert "--max-parallel 1 is less than --devices 2" in refused["stderr"], refused
+    [own] = _main_in_a_fresh_process([["sweep", *SMALL, "--out", str(outs[3]), *FAST]],
+                                     JAX_NUM_CPU_DEVICES="1")
+    assert own["status"] == 0, own["stderr"][-3000:]
+    assert json.loads(outs[3].read_text())["summary"]["devices"] == 1
 
 
 def test_one_cpu_device_per_core_leaves_a_started_backend_and_the_users_choice_alone():
