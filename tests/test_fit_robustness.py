@@ -100,8 +100,15 @@ def test_a_blow_up_after_a_checkpoint_names_that_checkpoint(digits, tmp_path):
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(restored.params))
 
 
-def test_ctrl_c_saves_the_last_finished_epoch_and_resume_completes_the_run(digits, tmp_path):
-    straight, _ = _fit(digits, epochs=4)
+@pytest.fixture(scope="module")
+def four_epochs(digits):
+    """The params of 4 straight epochs: the reference both Ctrl-C tests resume to."""
+    return _fit(digits, epochs=4)[0]
+
+
+def test_ctrl_c_saves_the_last_finished_epoch_and_resume_completes_the_run(digits, tmp_path,
+                                                                          four_epochs):
+    straight = four_epochs
 
     def interrupt_after_epoch_2(record):
         if record["epoch"] == 2:
@@ -132,10 +139,10 @@ def test_unknown_precision_is_named():
 
 
 def test_ctrl_c_while_waiting_for_an_epoch_keeps_the_previous_state(digits, tmp_path,
-                                                                     monkeypatch):
+                                                                     monkeypatch, four_epochs):
     from fnnet import train
 
-    straight, _ = _fit(digits, epochs=4)
+    straight = four_epochs
     waits = []
     real_local = train._Placement.local
 

@@ -80,9 +80,14 @@ def test_two_layer_net_float64_passes_tightly_on_every_leaf(x64, digits_batch):
     assert report.leaf("affine1/W").floor == pytest.approx(FLOORS["float64"] * report.loss)
 
 
-def test_gradcheck_model_on_real_samples_multi_layer():
-    report = gradcheck_model(net="mlp", hidden=(20, 20, 20), weight_init="he",
-                             max_entries=16)
+@pytest.fixture(scope="module")
+def multi_layer_report() -> GradReport:
+    """A check with the defaults (float64, matmul precision highest) of a 4-layer MLP."""
+    return gradcheck_model(net="mlp", hidden=(20, 20, 20), weight_init="he", max_entries=16)
+
+
+def test_gradcheck_model_on_real_samples_multi_layer(multi_layer_report):
+    report = multi_layer_report
     assert not jax.config.jax_enable_x64  # float64 was on for the call only (scoped)
     assert report.ok, report.format_table()
     assert len(report.leaves) == 8 and report.leaf("affine4/b").shape == (10,)
@@ -342,8 +347,8 @@ def test_gradcheck_model_checks_the_chapter_6_nets():
     assert {leaf.path.split("/")[0] for leaf in report.leaves} >= {"batchnorm1", "affine3"}
 
 
-def test_the_report_states_its_matmul_precision_highest_by_default():
-    report = gradcheck_model(hidden=(5,), max_entries=4)
+def test_the_report_states_its_matmul_precision_highest_by_default(multi_layer_report):
+    report = multi_layer_report  # no matmul_precision given
     assert report.matmul_precision == "highest"
     assert "matmul precision: highest (float32 products: full float32" in report.format_table()
     assert report.to_dict()["matmul_precision"] == "highest"
