@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from pathlib import Path
 from typing import Any
 
 from fnnet.cli import common
-from fnnet.cli.common import EXIT_INTERRUPTED, EXIT_NON_FINITE, UsageError
+from fnnet.cli.common import UsageError
 
 # Settings that fix the trajectory: a resumed run must agree on them.
 RESUME_KEYS = ("dataset", "train_split", "corpus_size", "net", "wordvec", "hidden", "dropout",
@@ -169,7 +168,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
     from fnnet.data import load_ptb
     from fnnet.nets import LM_NETS
     from fnnet.results import environment, write_json
-    from fnnet.train import NonFiniteLossError, init_from_seed
+    from fnnet.train import init_from_seed
     from fnnet.train_lm import fit_lm, lm_optimizer, perplexity, steps_per_epoch
 
     resolve_book_defaults(args)
@@ -244,11 +243,8 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
                                   "summary": summary, "history": history,
                                   "environment": environment()})
 
-    def partial_history() -> dict[str, Any]:
-        return {name: [r[name] for r in records] for name in records[0]} if records else {}
-
-    try:
-        params, history = fit_lm(
+    def train() -> tuple[Any, Any]:
+        return fit_lm(
             net, params, train_ids, held_out_ids, optimizer=optimizer, key=key,
             batch_size=args.batch_size, time_size=args.time_size, epochs=args.epochs,
             lr_decay=args.lr_decay, held_out=held_out, eval_batch_size=args.eval_batch_size,
@@ -257,20 +253,12 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
             resume=args.resume, settings=settings,
             progress=not args.no_progress, on_epoch=report,
             matmul_precision=args.matmul_precision)
-    except NonFiniteLossError as error:
-        print(f"fnnet lm: error: {error}", file=sys.stderr)
-        write_outputs("diverged", None, partial_history(), str(error))
-        return EXIT_NON_FINITE
-    except KeyboardInterrupt:
-        saved = f"; checkpoint in {args.checkpoint_dir}" if args.checkpoint_dir else ""
-        print(f"fnnet lm: interrupted{saved}", file=sys.stderr)
-        write_outputs("interrupted", None, partial_history())
-        return EXIT_INTERRUPTED
-    if not history.trained_epochs:
-        print(f"done: the checkpoint in {args.checkpoint_dir} already covers all "
-              f"{args.epochs} epochs")
-        write_outputs("already-complete", None, history.to_dict())
-        return 0
+
+    outcome = common.run_fit("lm", train, records=records, write_outputs=write_outputs,
+                             checkpoint_dir=args.checkpoint_dir, covers=f"{args.epochs} epochs")
+    if isinstance(outcome, int):
+        return outcome
+    params, history = outcome
     last = history.last()
     clock.add("training", history.trained_s)
     clock.add("evaluation", history.eval_s)
