@@ -276,6 +276,25 @@ def check_resume_settings(directory: Path, settings: dict[str, Any],
                          f"{'; '.join(changed)}); use them or another --checkpoint-dir")
 
 
+def check_run_outputs(args: argparse.Namespace, held: contextlib.ExitStack, *,
+                      lock: bool = True) -> None:
+    """A training command's ``--resume``, ``--plot``, ``--out`` and ``--checkpoint-dir``
+    checked before any work: ``--resume`` needs ``--checkpoint-dir``, ``--plot`` needs
+    matplotlib, each path must be writable; with ``lock``, the checkpoint directory is locked
+    on ``held`` (until training has ended) so that two runs never share it."""
+    if args.resume and args.checkpoint_dir is None:
+        raise UsageError("--resume needs --checkpoint-dir")
+    if args.plot is not None:
+        require_matplotlib()
+    check_writable("--out", args.out)
+    check_writable("--plot", args.plot)
+    check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
+    if lock and args.checkpoint_dir is not None:
+        from fnnet.checkpoint import lock_directory
+
+        held.enter_context(lock_directory(args.checkpoint_dir))
+
+
 def run_fit(command: str, fit_call: Callable[[], tuple[Any, Any]], *,
             records: list[dict[str, Any]], write_outputs: Callable[..., None],
             checkpoint_dir: Path | None, covers: str) -> tuple[Any, Any] | int:

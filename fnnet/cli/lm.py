@@ -173,17 +173,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
 
     resolve_book_defaults(args)
     device = common.select_device(args.device)
-    if args.resume and args.checkpoint_dir is None:
-        raise UsageError("--resume needs --checkpoint-dir")
-    if args.plot is not None:
-        common.require_matplotlib()
-    common.check_writable("--out", args.out)
-    common.check_writable("--plot", args.plot)
-    common.check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
-    if args.checkpoint_dir is not None:
-        from fnnet.checkpoint import lock_directory
-
-        held.enter_context(lock_directory(args.checkpoint_dir))
+    common.check_run_outputs(args, held)
     if device is not None:
         held.enter_context(jax.default_device(device))
     if not args.no_compile_cache:

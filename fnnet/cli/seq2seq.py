@@ -127,17 +127,7 @@ def run_seq2seq(args: argparse.Namespace) -> int:
 def _check_args(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
     if args.examples < 0:
         raise UsageError(f"--examples must be >= 0; got {args.examples}")
-    if args.resume and args.checkpoint_dir is None:
-        raise UsageError("--resume needs --checkpoint-dir")
-    if args.plot is not None:
-        common.require_matplotlib()
-    common.check_writable("--out", args.out)
-    common.check_writable("--plot", args.plot)
-    common.check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
-    if args.checkpoint_dir is not None:
-        from fnnet.checkpoint import lock_directory
-
-        held.enter_context(lock_directory(args.checkpoint_dir))  # until training has ended
+    common.check_run_outputs(args, held)
     test_size = args.size // 10
     if test_size < 1 or args.size - test_size < args.batch_size:
         raise UsageError(f"--size {args.size}: its training set ({args.size - test_size} "

@@ -142,17 +142,8 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
     if args.devices is not None and device is not None:
         raise UsageError("give --device or --devices, not both")
     common.check_device_count(args.devices)
-    if args.resume and args.checkpoint_dir is None:
-        raise UsageError("--resume needs --checkpoint-dir")
-    if args.plot is not None:
-        common.require_matplotlib()
-    common.check_writable("--out", args.out)
-    common.check_writable("--plot", args.plot)
-    common.check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
+    common.check_run_outputs(args, held, lock=jax.process_index() == 0)  # process 0 writes
     if args.checkpoint_dir is not None and jax.process_index() == 0:
-        from fnnet.checkpoint import lock_directory
-
-        held.enter_context(lock_directory(args.checkpoint_dir))  # until training has ended
         _check_fresh_checkpoint_dir(args)
     if not args.no_compile_cache:
         common.enable_compile_cache()
