@@ -8,7 +8,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from fnnet.cli import common
+from fnnet.cli import common, flags
 from fnnet.cli.common import UsageError
 
 # Settings that fix the trajectory: a resumed run must agree on them.
@@ -108,13 +108,8 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="default",
                      help="float32 matmul precision (default: the backend's; TF32 on NVIDIA "
                           "GPUs)")
-    run.add_argument("--checkpoint-dir", type=Path, default=None,
-                     help="save params, optimiser state (with the learning rate and the best "
-                          "perplexity), RNG key, step and settings here")
-    run.add_argument("--checkpoint-every", type=common.positive_int, default=1, metavar="K",
-                     help="save every K epochs (and at the end, and on Ctrl-C)")
-    run.add_argument("--resume", action="store_true",
-                     help="continue from the newest complete checkpoint in --checkpoint-dir")
+    flags.add_checkpoint_flags(run, "params, optimiser state (with the learning rate and the "
+                                    "best perplexity)")
     run.add_argument("--out", type=Path, default=None,
                      help="write settings, per-epoch history and summary as JSON here")
     run.add_argument("--plot", type=Path, default=None,

@@ -8,7 +8,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from fnnet.cli import common
+from fnnet.cli import common, flags
 from fnnet.cli.common import UsageError
 
 # Settings that fix the trajectory: a resumed run must agree on them.
@@ -85,12 +85,7 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--no-compile-cache", action="store_true",
                      help="do not use JAX's persistent compilation cache")
     ckpt = s2s.add_argument_group("checkpoints")
-    ckpt.add_argument("--checkpoint-dir", type=Path, default=None,
-                      help="save params, optimiser state, RNG key, step and settings here")
-    ckpt.add_argument("--checkpoint-every", type=common.positive_int, default=1, metavar="K",
-                      help="save every K epochs (and at the end, and on Ctrl-C)")
-    ckpt.add_argument("--resume", action="store_true",
-                      help="continue from the newest complete checkpoint in --checkpoint-dir")
+    flags.add_checkpoint_flags(ckpt)
     s2s.set_defaults(handler=run_seq2seq)
 
 

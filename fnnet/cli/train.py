@@ -72,12 +72,7 @@ def add_parser(commands: Any) -> None:
                        metavar="SECONDS",
                        help="multi-host: give up joining the coordinator after this long")
     ckpt = train.add_argument_group("checkpoints")
-    ckpt.add_argument("--checkpoint-dir", type=Path, default=None,
-                      help="save params, optimiser state, RNG key, step and settings here")
-    ckpt.add_argument("--checkpoint-every", type=common.positive_int, default=1, metavar="K",
-                      help="save every K epochs (and at the end, and on Ctrl-C)")
-    ckpt.add_argument("--resume", action="store_true",
-                      help="continue from the newest complete checkpoint in --checkpoint-dir")
+    flags.add_checkpoint_flags(ckpt)
     run.add_argument("--out", type=Path, default=None,
                      help="write settings, per-epoch history and summary as JSON here")
     run.add_argument("--plot", type=Path, default=None,
