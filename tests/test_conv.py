@@ -23,10 +23,12 @@ def test_col2im_is_the_adjoint_of_im2col(x64):
     # <im2col(x), c> = <x, col2im(c)> for all x, c: what makes dx = col2im(dcol) right.
     rng = np.random.default_rng(2)
     x = normal(rng, (2, 3, 6, 7), jnp.float64)
-    col = conv._im2col(x, 3, 2, 2)
-    c = normal(rng, col.shape, jnp.float64)
-    np.testing.assert_allclose(jnp.vdot(col, c), jnp.vdot(x, conv._col2im(c, x.shape, 3, 2, 2)),
-                               rtol=1e-12)
+    col_shape = jax.eval_shape(lambda x: conv._im2col(x, 3, 2, 2), x).shape
+    c = normal(rng, col_shape, jnp.float64)
+    # one program (eagerly, each primitive would compile on its own)
+    lhs, rhs = jax.jit(lambda x, c: (jnp.vdot(conv._im2col(x, 3, 2, 2), c),
+                                     jnp.vdot(x, conv._col2im(c, x.shape, 3, 2, 2))))(x, c)
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
 
 
 def test_conv2d_rule_in_closed_form():
@@ -35,10 +37,10 @@ def test_conv2d_rule_in_closed_form():
     x, W, b = normal(rng, (2, 3, 2, 2), jnp.float32), normal(rng, (4, 3, 1, 1), jnp.float32), \
         normal(rng, (4,), jnp.float32)
     g = normal(rng, (2, 4, 2, 2), jnp.float32)
-    _, pullback = jax.vjp(conv.conv2d, x, W, b)
-    dx, dW, db = pullback(g)
-    np.testing.assert_allclose(dx, jnp.einsum("nfhw,fc->nchw", g, W[:, :, 0, 0]), rtol=1e-5)
-    np.testing.assert_allclose(dW[:, :, 0, 0], jnp.einsum("nfhw,nchw->fc", g, x), rtol=1e-5)
+    dx, dW, db = jax.jit(lambda x, W, b, g: jax.vjp(conv.conv2d, x, W, b)[1](g))(x, W, b, g)
+    x, W, g = (np.asarray(a, np.float64) for a in (x, W, g))
+    np.testing.assert_allclose(dx, np.einsum("nfhw,fc->nchw", g, W[:, :, 0, 0]), rtol=1e-5)
+    np.testing.assert_allclose(dW[:, :, 0, 0], np.einsum("nfhw,nchw->fc", g, x), rtol=1e-5)
     np.testing.assert_allclose(db, g.sum(axis=(0, 2, 3)), rtol=1e-5)
 
 
@@ -93,11 +95,10 @@ def test_ties_route_all_of_g_to_the_first_maximum_in_row_major_order(fn):
 @pytest.mark.parametrize("fn", POOL_FNS, ids=POOL_IDS)
 def test_padding_is_minus_infinity_so_it_is_never_the_maximum(fn):
     x = -jnp.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # all negative: zero padding would win
-    y = fn(x, pool_h=2, pool_w=2, stride=2, pad=1)
+    pool = functools.partial(fn, pool_h=2, pool_w=2, stride=2, pad=1)
+    y, dx = jax.jit(lambda x: (pool(x), jax.grad(lambda x: pool(x).sum())(x)))(x)
     np.testing.assert_array_equal(y[0, 0], [[-1, -2], [-4, -5]])
-    np.testing.assert_array_equal(
-        jax.grad(lambda x: fn(x, pool_h=2, pool_w=2, stride=2, pad=1).sum())(x)[0, 0],
-        [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(dx[0, 0], [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
 
 
 # --- bad arguments -------------------------------------------------------------------------

@@ -21,8 +21,7 @@ def test_repeated_indices_accumulate_into_the_table_gradient(ops):
     W = jnp.asarray(rng.standard_normal((4, 2)), jnp.float32)
     idx = jnp.array([1, 3, 1, 1])
     g = jnp.asarray(rng.standard_normal((4, 2)), jnp.float32)
-    _, pullback = jax.vjp(lambda w: ops.embedding(w, idx), W)
-    (dW,) = pullback(g)
+    dW = jax.jit(lambda w, i, g: jax.vjp(lambda w: ops.embedding(w, i), w)[1](g)[0])(W, idx, g)
     expected = np.zeros((4, 2), np.float32)
     np.add.at(expected, np.asarray(idx), np.asarray(g))
     np.testing.assert_allclose(dW, expected, rtol=1e-6)
@@ -35,12 +34,15 @@ def test_repeated_indices_accumulate_into_the_table_gradient(ops):
 
 def test_any_index_shape_looks_rows_up():
     W = jnp.arange(12.0).reshape(4, 3)
-    for idx in [jnp.array(2), jnp.array([[0, 3], [3, 1]]), jnp.zeros((2, 1, 3), jnp.uint8)]:
-        for ops in BOTH:
-            out = ops.embedding(W, idx)
+    indices = [jnp.array(2), jnp.array([[0, 3], [3, 1]]), jnp.zeros((2, 1, 3), jnp.uint8)]
+    # every index shape, both ops and the gradient: one program
+    outs, dW = jax.jit(lambda W, indices: (
+        [[ops.embedding(W, idx) for ops in BOTH] for idx in indices],
+        jax.grad(lambda w: manual.embedding(w, indices[0]).sum())(W)))(W, indices)
+    for idx, by_ops in zip(indices, outs, strict=True):
+        for out in by_ops:
             assert out.shape == (*idx.shape, 3)
             np.testing.assert_array_equal(out, np.asarray(W)[np.asarray(idx)])
-    dW = jax.grad(lambda w: manual.embedding(w, jnp.array(2)).sum())(W)
     np.testing.assert_array_equal(dW, np.eye(4)[2][:, None] * np.ones(3))
 
 
@@ -51,9 +53,15 @@ def test_embedding_dot_rule_in_closed_form(ops):
     W = jnp.asarray(rng.standard_normal((5, 2)))
     idx = jnp.array([4, 0, 4])
     g = jnp.asarray(rng.standard_normal(3))
-    out, pullback = jax.vjp(lambda h, w: ops.embedding_dot(h, w, idx), h, W)
+
+    @jax.jit  # one program (eagerly, each primitive would compile on its own)
+    def run(h, W, idx, g):
+        out, pullback = jax.vjp(lambda h, w: ops.embedding_dot(h, w, idx), h, W)
+        return out, pullback(g)
+
+    out, (dh, dW) = run(h, W, idx, g)
+    h, W, g = (np.asarray(a) for a in (h, W, g))
     np.testing.assert_allclose(out, np.sum(h * W[idx], axis=1), rtol=1e-6)
-    dh, dW = pullback(g)
     np.testing.assert_allclose(dh, g[:, None] * W[idx], rtol=1e-6)
     np.testing.assert_allclose(dW[4], g[0] * h[0] + g[2] * h[2], rtol=1e-6)
     np.testing.assert_allclose(dW[1:4], 0)
@@ -100,7 +108,7 @@ def test_bad_embedding_input_names_the_argument(ops):
 def test_sigmoid_cross_entropy_at_logits_of_1e4_is_finite_and_exact(ops, dtype):
     x = jnp.array([1e4, -1e4, 1e4, -1e4, 0.0], dtype)
     t = jnp.array([1, 0, 0, 1, 1])
-    loss, dx = jax.value_and_grad(ops.sigmoid_cross_entropy)(x, t)
+    loss, dx = jax.jit(jax.value_and_grad(ops.sigmoid_cross_entropy))(x, t)
     assert loss.dtype == dtype and dx.dtype == dtype
     # right with certainty (0, 0), wrong by 1e4 (twice), and log 2 at x = 0; mean over 5.
     np.testing.assert_allclose(float(loss), (2e4 + np.log(2)) / 5, rtol=1e-6)
@@ -111,17 +119,20 @@ def test_sigmoid_cross_entropy_gradient_is_g_times_sigmoid_minus_t_over_size():
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.standard_normal((3, 4)) * 3, jnp.float32)
     t = jnp.asarray(rng.integers(0, 2, (3, 4)))
-    dx = jax.grad(lambda v: 2.5 * manual.sigmoid_cross_entropy(v, t))(x)
-    np.testing.assert_allclose(dx, 2.5 * (jax.nn.sigmoid(x) - t) / 12, rtol=1e-6)
-    expected = np.mean(-t * np.log(jax.nn.sigmoid(x)) - (1 - t) * np.log(1 - jax.nn.sigmoid(x)))
-    np.testing.assert_allclose(float(manual.sigmoid_cross_entropy(x, t)), expected, rtol=1e-5)
+    loss, dx, y = jax.jit(lambda x, t: (manual.sigmoid_cross_entropy(x, t), jax.grad(
+        lambda v: 2.5 * manual.sigmoid_cross_entropy(v, t))(x), jax.nn.sigmoid(x)))(x, t)
+    y, t = np.asarray(y), np.asarray(t)
+    np.testing.assert_allclose(dx, 2.5 * (y - t) / 12, rtol=1e-6)
+    expected = np.mean(-t * np.log(y) - (1 - t) * np.log(1 - y))
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
 
 
 def test_half_precision_logits_keep_their_dtype():
     x = jnp.array([0.5, -2.0], jnp.bfloat16)
-    loss, dx = jax.value_and_grad(manual.sigmoid_cross_entropy)(x, jnp.array([1, 0]))
+    (loss, dx), ref = jax.jit(lambda x, t: (
+        jax.value_and_grad(manual.sigmoid_cross_entropy)(x, t),
+        jax.grad(autodiff.sigmoid_cross_entropy)(x, t)))(x, jnp.array([1, 0]))
     assert loss.dtype == dx.dtype == jnp.bfloat16
-    ref = jax.grad(autodiff.sigmoid_cross_entropy)(x, jnp.array([1, 0]))
     assert_tree_allclose(dx, ref, jnp.bfloat16)
 
 

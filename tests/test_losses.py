@@ -32,37 +32,45 @@ def _loss_args(name: str, dtype=jnp.float32):
 def test_the_incoming_cotangent_scales_the_gradient(name):
     x, t = _loss_args(name)
     loss = getattr(manual, name)
-    once = jax.grad(loss)(x, t)
-    twice = jax.grad(lambda v: 2 * loss(v, t))(x)
+
+    @jax.jit  # one program (eagerly, each primitive would compile on its own)
+    def grads(x, t):
+        return (jax.grad(loss)(x, t), jax.grad(lambda v: 2 * loss(v, t))(x),
+                jax.grad(lambda v: 2 * getattr(autodiff, name)(v, t))(x))
+
+    once, twice, reference = grads(x, t)
     np.testing.assert_allclose(twice, 2 * once, rtol=1e-6)
-    np.testing.assert_allclose(twice, jax.grad(lambda v: 2 * getattr(autodiff, name)(v, t))(x),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(twice, reference, rtol=1e-5, atol=1e-7)
 
 
 def test_softmax_cross_entropy_gradient_is_y_minus_t_over_n():
     logits = jnp.array([[2.0, 1.0, 0.1], [0.0, 0.0, 3.0]])
     labels = jnp.array([0, 1])
-    expected = (jax.nn.softmax(logits) - jax.nn.one_hot(labels, 3)) / 2
-    np.testing.assert_allclose(jax.grad(manual.softmax_cross_entropy)(logits, labels), expected,
-                               rtol=1e-6)
+    y = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = (y - np.eye(3)[labels]) / 2
+    np.testing.assert_allclose(jax.jit(jax.grad(manual.softmax_cross_entropy))(logits, labels),
+                               expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("labels_form", ["int", "onehot"])
-def test_extreme_logits_give_finite_loss_and_gradients_equal_to_the_reference(labels_form, dtype):
+def test_extreme_logits_give_finite_loss_and_gradients_equal_to_the_reference(dtype):
     logits = jnp.array([[1e4, -1e4, -jnp.inf, 0.0],
                         [-1e4, 1e4, 5.0, -jnp.inf],
                         [0.0, 1e4, -1e4, 3.0]], dtype)
-    labels = jnp.array([0, 2, 0])  # no label sits on a -inf logit
-    if labels_form == "onehot":
-        labels = jax.nn.one_hot(labels, 4, dtype=dtype)
-    loss_m, grad_m = jax.value_and_grad(manual.softmax_cross_entropy)(logits, labels)
-    loss_r, grad_r = jax.value_and_grad(autodiff.softmax_cross_entropy)(logits, labels)
-    assert np.isfinite(loss_m) and np.all(np.isfinite(grad_m))
-    # row 0 is right with certainty (0); rows 1 and 2 are wrong by 1e4 − 5 and 1e4.
-    np.testing.assert_allclose(float(loss_m), (0 + (1e4 - 5) + 1e4) / 3, rtol=1e-6)
-    assert_tree_allclose(loss_m, loss_r, dtype)
-    assert_tree_allclose(grad_m, grad_r, dtype)
-    np.testing.assert_allclose(grad_m[1], [0, 1 / 3, -1 / 3, 0], atol=1e-7)
+    indices = jnp.array([0, 2, 0])  # no label sits on a -inf logit
+    forms = {"int": indices, "onehot": jnp.asarray(np.eye(4)[[0, 2, 0]], dtype)}
+
+    @jax.jit  # both label forms, manual and reference: one program per dtype
+    def run(logits, forms):
+        return {form: [jax.value_and_grad(ops.softmax_cross_entropy)(logits, labels)
+                       for ops in BOTH] for form, labels in forms.items()}
+
+    for form, ((loss_m, grad_m), (loss_r, grad_r)) in run(logits, forms).items():
+        assert np.isfinite(loss_m) and np.all(np.isfinite(grad_m)), form
+        # row 0 is right with certainty (0); rows 1 and 2 are wrong by 1e4 − 5 and 1e4.
+        np.testing.assert_allclose(float(loss_m), (0 + (1e4 - 5) + 1e4) / 3, rtol=1e-6)
+        assert_tree_allclose(loss_m, loss_r, dtype)
+        assert_tree_allclose(grad_m, grad_r, dtype)
+        np.testing.assert_allclose(grad_m[1], [0, 1 / 3, -1 / 3, 0], atol=1e-7)
 
 
 def test_a_label_on_a_minus_inf_logit_gives_an_infinite_loss():
@@ -75,36 +83,51 @@ def test_integer_and_one_hot_labels_agree(dtype):
     rng = np.random.default_rng(0)
     logits = jnp.asarray(rng.standard_normal((6, 7)), dtype)
     labels = jnp.asarray(rng.integers(0, 7, 6))
-    one_hot = jax.nn.one_hot(labels, 7, dtype=dtype)
-    for ops in BOTH:
-        for name in ("softmax_cross_entropy", "cross_entropy_error"):
-            scores = logits if name == "softmax_cross_entropy" else jax.nn.softmax(logits)
-            loss = getattr(ops, name)
-            by_index = jax.value_and_grad(loss)(scores, labels)
-            by_one_hot = jax.value_and_grad(loss)(scores, one_hot)
-            assert_tree_allclose(by_index, by_one_hot, dtype)
+    one_hot = jnp.asarray(np.eye(7)[np.asarray(labels)], dtype)
+
+    @jax.jit  # every (ops, loss, label form) in one program per dtype
+    def run(logits, labels, one_hot):
+        results = []
+        for ops in BOTH:
+            for name in ("softmax_cross_entropy", "cross_entropy_error"):
+                scores = logits if name == "softmax_cross_entropy" else jax.nn.softmax(logits)
+                loss = getattr(ops, name)
+                results.append((jax.value_and_grad(loss)(scores, labels),
+                                jax.value_and_grad(loss)(scores, one_hot)))
+        return results
+
+    for by_index, by_one_hot in run(logits, labels, one_hot):
+        assert_tree_allclose(by_index, by_one_hot, dtype)
 
 
 def test_soft_labels_that_do_not_sum_to_one_use_the_general_rule():
     logits = jnp.array([[1.0, 2.0, 3.0]])
     labels = jnp.array([[0.5, 0.5, 1.0]])  # Σt = 2: dx = y·Σt − t, not y − t
-    grad = jax.grad(manual.softmax_cross_entropy)(logits, labels)
-    np.testing.assert_allclose(grad[0], 2 * jax.nn.softmax(logits)[0] - labels[0], atol=1e-7)
-    np.testing.assert_allclose(grad, jax.grad(autodiff.softmax_cross_entropy)(logits, labels),
-                               atol=1e-7)  # 2y − t cancels to ~0.01 in column 1
+    grad, reference = jax.jit(lambda x, t: [jax.grad(ops.softmax_cross_entropy)(x, t)
+                                            for ops in BOTH])(logits, labels)
+    y = np.exp(logits[0] - 3.0) / np.exp(logits[0] - 3.0).sum()
+    np.testing.assert_allclose(grad[0], 2 * y - labels[0], atol=1e-7)
+    np.testing.assert_allclose(grad, reference, atol=1e-7)  # 2y − t cancels to ~0.01 in column 1
 
 
 def test_book_cross_entropy_saturates_where_softmax_cross_entropy_does_not():
     # The book's −log(y + 1e-7) caps the loss at ≈ 16.1 once the true class is certain-wrong.
     logits = jnp.array([[0.0, 40.0]])
     labels = jnp.array([0])
-    book = manual.cross_entropy_error(manual.softmax(logits), labels)
-    exact = manual.softmax_cross_entropy(logits, labels)
+
+    def book_loss(z, t):
+        return manual.cross_entropy_error(manual.softmax(z), t)
+
+    @jax.jit  # one program (eagerly, each primitive would compile on its own)
+    def run(z, t):
+        return (jax.value_and_grad(book_loss)(z, t),
+                jax.value_and_grad(manual.softmax_cross_entropy)(z, t))
+
+    (book, book_grad), (exact, exact_grad) = run(logits, labels)
     np.testing.assert_allclose(float(book), -np.log(1e-7), rtol=1e-5)
     np.testing.assert_allclose(float(exact), 40.0, rtol=1e-6)
-    book_grad = jax.grad(lambda z: manual.cross_entropy_error(manual.softmax(z), labels))(logits)
     assert abs(float(book_grad[0, 0])) < 1e-9  # (y − t)/N would be −1
-    np.testing.assert_allclose(jax.grad(manual.softmax_cross_entropy)(logits, labels)[0, 0], -1.0)
+    np.testing.assert_allclose(exact_grad[0, 0], -1.0)
 
 
 @pytest.mark.parametrize("ops", BOTH, ids=IDS)
@@ -121,10 +144,10 @@ def test_out_of_range_labels_raise_eagerly_and_give_nan_under_jit(ops):
 @pytest.mark.parametrize("name", LOSSES)
 def test_bfloat16_in_bfloat16_gradient_out(name):
     x, t = _loss_args(name, jnp.bfloat16)
-    loss = getattr(manual, name)
-    value, grad = jax.value_and_grad(loss)(x, t)
+    (value, grad), reference = jax.jit(lambda x, t: (
+        jax.value_and_grad(getattr(manual, name))(x, t),
+        jax.grad(getattr(autodiff, name))(x, t)))(x, t)
     assert value.dtype == jnp.bfloat16 and grad.dtype == jnp.bfloat16
-    reference = jax.grad(getattr(autodiff, name))(x, t)
     np.testing.assert_allclose(np.asarray(grad, np.float32), np.asarray(reference, np.float32),
                                rtol=2e-2, atol=1e-3)
 
@@ -132,16 +155,18 @@ def test_bfloat16_in_bfloat16_gradient_out(name):
 def test_mean_squared_error_value_and_rule():
     y = jnp.array([[1.0, 2.0], [3.0, 5.0]])
     t = jnp.array([[0.0, 2.0], [3.0, 3.0]])
-    for ops in BOTH:
-        np.testing.assert_allclose(float(ops.mean_squared_error(y, t)), (1 + 4) / (2 * 2))
-        np.testing.assert_allclose(jax.grad(ops.mean_squared_error)(y, t), (y - t) / 2)
-        np.testing.assert_allclose(jax.grad(ops.mean_squared_error, 1)(y, t), -(y - t) / 2)
+    results = jax.jit(lambda y, t: [(ops.mean_squared_error(y, t),
+                                     jax.grad(ops.mean_squared_error, (0, 1))(y, t))
+                                    for ops in BOTH])(y, t)
+    for value, (dy, dt) in results:
+        np.testing.assert_allclose(float(value), (1 + 4) / (2 * 2))
+        np.testing.assert_allclose(dy, (y - t) / 2)
+        np.testing.assert_allclose(dt, -(y - t) / 2)
 
 
 def test_softmax_rows_sum_to_one_even_for_huge_logits():
     x = jnp.array([[1e4, 1e4 - 1.0, -1e4], [0.0, 0.0, 0.0]])
-    for ops in BOTH:
-        y = ops.softmax(x)
+    for y in jax.jit(lambda x: [ops.softmax(x) for ops in BOTH])(x):
         assert np.all(np.isfinite(y))
         np.testing.assert_allclose(y.sum(axis=-1), [1.0, 1.0], rtol=1e-6)
 

@@ -33,7 +33,7 @@ from fnnet.optim import (
     weight_mask,
     with_weight_decay,
 )
-from fnnet.train import batch_indices, init_train_state, make_train_step
+from fnnet.train import _step, batch_indices, init_train_state, make_train_step
 from tests.helpers import max_abs_diff, tolerance, tree_allclose
 
 # Comparisons of rules run at full float32 precision (GPUs default to TF32).
@@ -170,6 +170,26 @@ def _run(optimizer: optax.GradientTransformation, params, grads):
     return params, state
 
 
+def _run_many(runs: dict) -> dict:
+    """``{key: (optimizer, params, grads)}`` → ``{key: (params, state)}`` after applying each
+    optimiser to its gradients in turn: every run a ``lax.scan`` in one compiled program
+    (one compile for all, instead of one per run; the update is the same jitted arithmetic)."""
+
+    def scan(optimizer, params, grads):
+        def step(carry, g):
+            params, state = carry
+            updates, state = optimizer.update(g, state, params)
+            return (optax.apply_updates(params, updates), state), None
+
+        return jax.lax.scan(step, (params, optimizer.init(params)), grads)[0]
+
+    stacked = {key: (params, jax.tree.map(lambda *gs: np.stack(gs), *grads))
+               for key, (_, params, grads) in runs.items()}
+    results = jax.jit(lambda problems: {key: scan(runs[key][0], *problem)
+                                        for key, problem in problems.items()})(stacked)
+    return jax.tree.map(np.asarray, results)
+
+
 def _run_book(book, params, grads):
     params = {k: v.copy() for k, v in params.items()}
     for g in grads:
@@ -198,12 +218,27 @@ CASES = {
 # Each optimiser is the book's formula.
 
 
+@pytest.fixture(scope="module")
+def float64_runs():
+    """Every case at both gradient scales, float64: one program."""
+    with jax.enable_x64(True):
+        return _run_many({(name, scale): (build(), *_problem(seed=1, scale=scale))
+                          for name, (build, _) in CASES.items() for scale in (1.0, 1e-3)})
+
+
+@pytest.fixture(scope="module")
+def float32_runs():
+    """Every case in float32: one program."""
+    return _run_many({name: (build(), *_problem(seed=2, dtype=np.float32))
+                      for name, (build, _) in CASES.items()})
+
+
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("scale", [1.0, 1e-3])
-def test_equals_the_books_formula_in_float64_over_many_steps(x64, name, scale):
-    build, book = CASES[name]
+def test_equals_the_books_formula_in_float64_over_many_steps(float64_runs, name, scale):
+    _, book = CASES[name]
     params, grads = _problem(seed=1, scale=scale)
-    ours, _ = _run(build(), params, grads)
+    ours, _ = float64_runs[name, scale]
     theirs = _run_book(book(), params, grads)
     assert ours["W1"].dtype == jnp.float64
     # Same formula, same order of operations; only XLA's rounding (fusion, pow) may differ.
@@ -211,10 +246,9 @@ def test_equals_the_books_formula_in_float64_over_many_steps(x64, name, scale):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_float32_tracks_the_float64_formula(name):
-    build, book = CASES[name]
-    params, grads = _problem(seed=2, dtype=np.float32)
-    ours, state = _run(build(), params, grads)
+def test_float32_tracks_the_float64_formula(float32_runs, name):
+    _, book = CASES[name]
+    ours, state = float32_runs[name]
     theirs = _run_book(book(), *_problem(seed=2, dtype=np.float32))  # NumPy float32 too
     for leaf in jax.tree.leaves((ours, state)):
         assert leaf.dtype in (jnp.float32, jnp.int32)
@@ -438,18 +472,34 @@ def test_spec_defaults_are_the_builders_defaults(name):
         assert signature.parameters[hyper].default == default
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_every_optimizer_trains_a_few_jitted_steps(name):
-    # A tiny net on random data, through fnnet's jitted (donating) train step.
+@pytest.fixture(scope="module")
+def training_losses():
+    """Five steps of a tiny net on random data for every optimiser, through fnnet's train step
+    (``_step``, what :func:`make_train_step` jits; its donation is optimiser-independent and
+    exercised by the tests below that call it): all optimisers in one program."""
     net = fnnet.two_layer_net(3, 4, 2, weight_init="xavier")
-    x = jax.random.normal(jax.random.key(1), (16, 3))
-    t = (x[:, 0] > 0).astype(jnp.int32)
-    optimizer = get_optimizer(name, 0.01)
-    state = init_train_state(net, net.init(jax.random.key(0)), optimizer)
-    step, losses = make_train_step(net, optimizer), []
-    for _ in range(5):
-        state, value = step(state, x, t)
-        losses.append(float(value))
+    x = np.asarray(jax.random.normal(jax.random.key(1), (16, 3)))
+    t = (x[:, 0] > 0).astype(np.int32)
+    optimizers = {name: get_optimizer(name, 0.01) for name in OPTIMIZERS}
+
+    @jax.jit
+    def run(params, x, t):
+        losses = {}
+        for name, optimizer in optimizers.items():
+            def step(state, _, optimizer=optimizer):
+                return _step(net, optimizer, state, x, t)
+
+            state = init_train_state(net, params, optimizer)
+            losses[name] = jax.lax.scan(step, state, None, length=5)[1]
+        return losses
+
+    return jax.tree.map(np.asarray, run(net.init(jax.random.key(0)), x, t))
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_trains_a_few_jitted_steps(training_losses, name):
+    losses = training_losses[name].tolist()
+    assert len(losses) == 5
     assert all(map(math.isfinite, losses)) and losses[-1] < losses[0]
 
 

@@ -64,29 +64,33 @@ def _book_gru(x, h_prev, Wx, Wh, b):
 
 @pytest.mark.parametrize("ops", BOTH, ids=IDS)
 def test_cells_follow_the_books_gate_layout(ops, x64):
-    lstm_args = _args("lstm", 2, 3, 4, None)
+    lstm_args, gru_args, rnn_args = (_args(cell, 2, 3, 4, None) for cell in ("lstm", "gru", "rnn"))
+    # the three cells in one program (eagerly, each primitive would compile on its own)
+    lstm, gru, rnn = jax.jit(lambda a, b, c: (ops.lstm(*a), ops.gru(*b), ops.rnn(*c)))(
+        lstm_args, gru_args, rnn_args)
     np_args = [np.asarray(a) for a in lstm_args]
-    for got, want in zip(ops.lstm(*lstm_args), _book_lstm(*np_args), strict=True):
+    for got, want in zip(lstm, _book_lstm(*np_args), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12)
-    gru_args = _args("gru", 2, 3, 4, None)
-    np.testing.assert_allclose(ops.gru(*gru_args), _book_gru(*map(np.asarray, gru_args)),
-                               rtol=1e-12)
-    x, h, Wx, Wh, b = (np.asarray(a) for a in _args("rnn", 2, 3, 4, None))
-    np.testing.assert_allclose(ops.rnn(x, h, Wx, Wh, b), np.tanh(h @ Wh + x @ Wx + b),
-                               rtol=1e-12)
+    np.testing.assert_allclose(gru, _book_gru(*map(np.asarray, gru_args)), rtol=1e-12)
+    x, h, Wx, Wh, b = (np.asarray(a) for a in rnn_args)
+    np.testing.assert_allclose(rnn, np.tanh(h @ Wh + x @ Wx + b), rtol=1e-12)
 
 
 def test_time_layers_run_their_cell_at_every_step(x64):
     xs, h0, c0, Wx, Wh, b = _args("lstm", 2, 3, 4, T=3)
-    hs, h_last, c_last = manual.time_lstm(xs, h0, c0, Wx, Wh, b)
+    gru_args = _args("gru", 2, 3, 4, T=3)
+    # both layers in one program (eagerly, each primitive would compile on its own)
+    (hs, h_last, c_last), gru_out = jax.jit(lambda a, g: (manual.time_lstm(*a),
+                                                          manual.time_gru(*g)))(
+        (xs, h0, c0, Wx, Wh, b), gru_args)
     h, c = h0, c0
     for t in range(3):
         h, c = _book_lstm(np.asarray(xs[:, t]), h, c, *map(np.asarray, (Wx, Wh, b)))
         np.testing.assert_allclose(hs[:, t], h, rtol=1e-12)
     np.testing.assert_allclose(h_last, h, rtol=1e-12)
     np.testing.assert_allclose(c_last, c, rtol=1e-12)
-    xs, h0, Wx, Wh, b = _args("gru", 2, 3, 4, T=3)
-    hs, h_last = manual.time_gru(xs, h0, Wx, Wh, b)
+    xs, h0, Wx, Wh, b = gru_args
+    hs, h_last = gru_out
     h = np.asarray(h0)
     for t in range(3):
         h = _book_gru(np.asarray(xs[:, t]), h, *map(np.asarray, (Wx, Wh, b)))
@@ -100,22 +104,26 @@ def test_time_layers_run_their_cell_at_every_step(x64):
 def _cotangent_sets(outputs, rng) -> list:
     """One random cotangent per output alone (the others zero), then all of them at once."""
     leaves, treedef = jax.tree.flatten(outputs)
-    random = [jnp.asarray(rng.standard_normal(leaf.shape), leaf.dtype) for leaf in leaves]
-    sets = [[r if j == i else jnp.zeros_like(r) for j, r in enumerate(random)]
+    random = [rng.standard_normal(leaf.shape).astype(leaf.dtype) for leaf in leaves]
+    sets = [[r if j == i else np.zeros_like(r) for j, r in enumerate(random)]
             for i in range(len(leaves))]
     return [treedef.unflatten(s) for s in [*sets, random]]
 
 
 @functools.cache
 def _pullbacks(op: str):
-    """One jit per op (and shape): the VJPs of manual and reference under a stack of
-    cotangents, vmapped so every cotangent set shares one compiled program."""
+    """One jit per op: the VJPs of manual and reference, each under a stack of cotangents
+    (vmapped), for a list of argument tuples of several shapes — every shape and both sides
+    in one compiled program (compiling dominates: one program instead of 2 per shape)."""
 
-    def run(ops, args, cots):
-        _, pullback = jax.vjp(getattr(ops, op), *args)
-        return jax.vmap(pullback)(cots)
+    def run(arg_sets, cot_sets):
+        results = []
+        for args, cots in zip(arg_sets, cot_sets, strict=True):
+            pulls = [jax.vjp(getattr(ops, op), *args)[1] for ops in (manual, autodiff)]
+            results.append(tuple(jax.vmap(pull)(cots) for pull in pulls))
+        return results
 
-    return jax.jit(functools.partial(run, manual)), jax.jit(functools.partial(run, autodiff))
+    return jax.jit(run)
 
 
 def relative_error(a, b) -> float:
@@ -124,30 +132,41 @@ def relative_error(a, b) -> float:
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
+# (N, D, H, T): N = 1, H = 1, D ≠ H from one step to 64, and a general shape.
+BPTT_SHAPES = [(1, 2, 1, 1), (1, 2, 1, 5), (1, 2, 1, 64), (3, 5, 4, 7)]
+
+
 @pytest.mark.parametrize("op", ["time_rnn", "time_lstm", "time_gru"])
-@pytest.mark.parametrize(("N", "D", "H", "T"), [(1, 2, 1, 1), (1, 2, 1, 2), (1, 2, 1, 5),
-                                                (1, 2, 1, 64), (3, 5, 4, 7)])
-def test_hand_bptt_equals_autodiff_on_every_outputs_cotangent(op, N, D, H, T, x64):
-    args = _args(op.removeprefix("time_"), N, D, H, T)
-    outputs = getattr(autodiff, op)(*args)
-    sets = _cotangent_sets(outputs, np.random.default_rng(T))
-    cots = jax.tree.map(lambda *xs: jnp.stack(xs), *sets)
-    manual_run, reference_run = _pullbacks(op)
-    got, want = manual_run(args, cots), reference_run(args, cots)
-    for k in range(len(sets)):  # each output's cotangent alone, then all together
-        assert relative_error(jax.tree.map(lambda a, k=k: a[k], got),
-                              jax.tree.map(lambda a, k=k: a[k], want)) < 1e-10
-    # Every gradient is really there: the initial state and all parameters move.
-    assert all(np.any(np.asarray(g[-1]) != 0) for g in got)
+def test_hand_bptt_equals_autodiff_on_every_outputs_cotangent(op, x64):
+    arg_sets, cot_sets, counts = [], [], []
+    for N, D, H, T in BPTT_SHAPES:
+        args = _args(op.removeprefix("time_"), N, D, H, T)
+        outputs = jax.eval_shape(getattr(autodiff, op), *args)
+        sets = _cotangent_sets(outputs, np.random.default_rng(T))
+        arg_sets.append(args)
+        cot_sets.append(jax.tree.map(lambda *xs: np.stack(xs), *sets))  # NumPy: no dispatch
+        counts.append(len(sets))
+    results = _pullbacks(op)(arg_sets, cot_sets)
+    for shape, (got, want), count in zip(BPTT_SHAPES, results, counts, strict=True):
+        for k in range(count):  # each output's cotangent alone, then all together
+            error = relative_error(jax.tree.map(lambda a, k=k: a[k], got),
+                                   jax.tree.map(lambda a, k=k: a[k], want))
+            assert error < 1e-10, (shape, k, error)
+        # Every gradient is really there: the initial state and all parameters move.
+        assert all(np.any(np.asarray(g[-1]) != 0) for g in got), shape
 
 
 @pytest.mark.parametrize("op", ["time_rnn", "time_gru"])
 def test_the_cotangent_on_h_last_is_the_cotangent_on_the_last_step(op, x64):
     args = _args(op.removeprefix("time_"), 2, 3, 2, T=4)
-    (hs, h_last), pullback = jax.vjp(getattr(manual, op), *args)
-    g = jnp.asarray(np.random.default_rng(5).standard_normal(h_last.shape))
-    via_last = pullback((jnp.zeros_like(hs), g))
-    via_hs = pullback((jnp.zeros_like(hs).at[:, -1].set(g), jnp.zeros_like(h_last)))
+
+    @jax.jit  # one program (eagerly, each primitive of the BPTT would compile on its own)
+    def both(args, g):
+        (hs, h_last), pullback = jax.vjp(getattr(manual, op), *args)
+        return (pullback((jnp.zeros_like(hs), g)),
+                pullback((jnp.zeros_like(hs).at[:, -1].set(g), jnp.zeros_like(h_last))))
+
+    via_last, via_hs = both(args, jnp.asarray(np.random.default_rng(5).standard_normal((2, 2))))
     assert_tree_allclose(via_last, via_hs, jnp.float64)
 
 
@@ -223,8 +242,8 @@ def test_forward_mode_fails_but_second_derivatives_work(x64):
 def test_mixed_precision_gradients_take_each_arguments_dtype():
     xs, h0, c0, Wx, Wh, b = _args("lstm", 2, 3, 2, T=2, dtype=jnp.float32)
     xs = xs.astype(jnp.bfloat16)
-    grads = jax.grad(lambda *a: manual.time_lstm(*a)[0].astype(jnp.float32).sum(),
-                     tuple(range(6)))(xs, h0, c0, Wx, Wh, b)
+    grads = jax.jit(jax.grad(lambda *a: manual.time_lstm(*a)[0].astype(jnp.float32).sum(),
+                             tuple(range(6))))(xs, h0, c0, Wx, Wh, b)
     assert [g.dtype for g in grads] == [jnp.bfloat16] + [jnp.float32] * 5
 
 

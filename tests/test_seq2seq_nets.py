@@ -31,7 +31,7 @@ SHAPES = {"tiny": (1, 3, 2, 5, 2, 1), "small": (3, 5, 3, 7, 3, 4)}
 def random_params(config, seed: int):
     """The net's parameter pytree filled with N(0, 0.7²) values (the book's init is tiny:
     gradients there say little)."""
-    like = nets.init_params(config, jax.random.key(0))
+    like = jax.eval_shape(lambda: nets.init_params(config, jax.random.key(0)))  # no dispatch
     rng = np.random.default_rng(seed)
     return jax.tree.map(lambda p: jnp.asarray(0.7 * rng.standard_normal(p.shape), p.dtype),
                         like)

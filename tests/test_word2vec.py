@@ -119,7 +119,7 @@ def _book_loss(net: str, params: dict, x: np.ndarray, t: np.ndarray, key: jax.Ar
     else:
         h, words = np.repeat(W_in[x], 2, axis=0), t.reshape(-1)
     sampler = unigram_sampler(preprocess(TOY_TEXT)[0], sample_size=2)
-    negatives = np.asarray(sampler.sample(key, jnp.asarray(words)))
+    negatives = np.asarray(jax.jit(sampler.sample)(key, jnp.asarray(words)))  # one program
     positive = np.einsum("nh,nh->n", h, W_out[words])
     negative = np.einsum("nh,nkh->nk", h, W_out[negatives])
     softplus = functools.partial(np.logaddexp, 0.0)

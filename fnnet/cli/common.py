@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -274,6 +274,64 @@ def check_resume_settings(directory: Path, settings: dict[str, Any],
     if changed:
         raise UsageError(f"--resume: {path} was written with other settings ("
                          f"{'; '.join(changed)}); use them or another --checkpoint-dir")
+
+
+def check_run_outputs(args: argparse.Namespace, held: contextlib.ExitStack, *,
+                      lock: bool = True) -> None:
+    """A training command's ``--resume``, ``--plot``, ``--out`` and ``--checkpoint-dir``
+    checked before any work: ``--resume`` needs ``--checkpoint-dir``, ``--plot`` needs
+    matplotlib, each path must be writable; with ``lock``, the checkpoint directory is locked
+    on ``held`` (until training has ended) so that two runs never share it."""
+    if args.resume and args.checkpoint_dir is None:
+        raise UsageError("--resume needs --checkpoint-dir")
+    if args.plot is not None:
+        require_matplotlib()
+    check_writable("--out", args.out)
+    check_writable("--plot", args.plot)
+    check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
+    if lock and args.checkpoint_dir is not None:
+        from fnnet.checkpoint import lock_directory
+
+        held.enter_context(lock_directory(args.checkpoint_dir))
+
+
+def run_fit(command: str, fit_call: Callable[[], tuple[Any, Any]], *,
+            records: list[dict[str, Any]], write_outputs: Callable[..., None],
+            checkpoint_dir: Path | None, covers: str) -> tuple[Any, Any] | int:
+    """``fit_call()`` (a ``fit`` or ``fit_lm``) with the outcomes every training command
+    reports alike: a non-finite loss (exit :data:`EXIT_NON_FINITE`) or an interrupt (exit
+    :data:`EXIT_INTERRUPTED`) prints one line and writes the finished epochs with the status
+    ``diverged`` / ``interrupted``; a resumed run with nothing left to do says its checkpoint
+    already covers ``covers`` and writes ``already-complete`` (exit 0). Those return the exit
+    status; a run that trained returns ``(params, history)``.
+
+    ``write_outputs(status, summary, history, error=None)`` writes ``--out``; ``records`` are
+    the epoch records reported so far (used when the error carries no ``history``: fit's
+    holds the whole run's, resumed epochs included)."""
+    from fnnet.train import NonFiniteLossError
+
+    def finished(error: BaseException) -> dict[str, Any]:
+        history = getattr(error, "history", None)
+        if history is not None:
+            return history.to_dict()
+        return {name: [r[name] for r in records] for name in records[0]} if records else {}
+
+    try:
+        params, history = fit_call()
+    except NonFiniteLossError as error:
+        print(f"fnnet {command}: error: {error}", file=sys.stderr)
+        write_outputs("diverged", None, finished(error), str(error))
+        return EXIT_NON_FINITE
+    except KeyboardInterrupt as error:
+        saved = f"; checkpoint in {checkpoint_dir}" if checkpoint_dir else ""
+        print(f"fnnet {command}: interrupted{saved}", file=sys.stderr)
+        write_outputs("interrupted", None, finished(error))
+        return EXIT_INTERRUPTED
+    if not history.trained_epochs:
+        print(f"done: the checkpoint in {checkpoint_dir} already covers all {covers}")
+        write_outputs("already-complete", None, history.to_dict())
+        return 0
+    return params, history
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -45,6 +45,17 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                       help="never download missing MNIST/Fashion-MNIST files")
 
 
+def add_checkpoint_flags(group: Any, saved: str = "params, optimiser state") -> None:
+    """``--checkpoint-dir``, ``--checkpoint-every`` and ``--resume`` on ``group`` (a parser or
+    argument group); ``saved`` names what a checkpoint holds besides key, step and settings."""
+    group.add_argument("--checkpoint-dir", type=Path, default=None,
+                       help=f"save {saved}, RNG key, step and settings here")
+    group.add_argument("--checkpoint-every", type=positive_int, default=1,
+                       metavar="K", help="save every K epochs (and at the end, and on Ctrl-C)")
+    group.add_argument("--resume", action="store_true",
+                       help="continue from the newest complete checkpoint in --checkpoint-dir")
+
+
 def add_net_flags(parser: argparse.ArgumentParser,
                   extra_nets: dict[str, str] | None = None) -> argparse._ArgumentGroup:
     """The net and its shape options (train, gradcheck and sweep); ``extra_nets`` (name →

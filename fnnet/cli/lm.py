@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from pathlib import Path
 from typing import Any
 
-from fnnet.cli import common
-from fnnet.cli.common import EXIT_INTERRUPTED, EXIT_NON_FINITE, UsageError
+from fnnet.cli import common, flags
+from fnnet.cli.common import UsageError
 
 # Settings that fix the trajectory: a resumed run must agree on them.
 RESUME_KEYS = ("dataset", "train_split", "corpus_size", "net", "wordvec", "hidden", "dropout",
@@ -109,13 +108,8 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="default",
                      help="float32 matmul precision (default: the backend's; TF32 on NVIDIA "
                           "GPUs)")
-    run.add_argument("--checkpoint-dir", type=Path, default=None,
-                     help="save params, optimiser state (with the learning rate and the best "
-                          "perplexity), RNG key, step and settings here")
-    run.add_argument("--checkpoint-every", type=common.positive_int, default=1, metavar="K",
-                     help="save every K epochs (and at the end, and on Ctrl-C)")
-    run.add_argument("--resume", action="store_true",
-                     help="continue from the newest complete checkpoint in --checkpoint-dir")
+    flags.add_checkpoint_flags(run, "params, optimiser state (with the learning rate and the "
+                                    "best perplexity)")
     run.add_argument("--out", type=Path, default=None,
                      help="write settings, per-epoch history and summary as JSON here")
     run.add_argument("--plot", type=Path, default=None,
@@ -169,22 +163,12 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
     from fnnet.data import load_ptb
     from fnnet.nets import LM_NETS
     from fnnet.results import environment, write_json
-    from fnnet.train import NonFiniteLossError, init_from_seed
+    from fnnet.train import init_from_seed
     from fnnet.train_lm import fit_lm, lm_optimizer, perplexity, steps_per_epoch
 
     resolve_book_defaults(args)
     device = common.select_device(args.device)
-    if args.resume and args.checkpoint_dir is None:
-        raise UsageError("--resume needs --checkpoint-dir")
-    if args.plot is not None:
-        common.require_matplotlib()
-    common.check_writable("--out", args.out)
-    common.check_writable("--plot", args.plot)
-    common.check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
-    if args.checkpoint_dir is not None:
-        from fnnet.checkpoint import lock_directory
-
-        held.enter_context(lock_directory(args.checkpoint_dir))
+    common.check_run_outputs(args, held)
     if device is not None:
         held.enter_context(jax.default_device(device))
     if not args.no_compile_cache:
@@ -244,11 +228,8 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
                                   "summary": summary, "history": history,
                                   "environment": environment()})
 
-    def partial_history() -> dict[str, Any]:
-        return {name: [r[name] for r in records] for name in records[0]} if records else {}
-
-    try:
-        params, history = fit_lm(
+    def train() -> tuple[Any, Any]:
+        return fit_lm(
             net, params, train_ids, held_out_ids, optimizer=optimizer, key=key,
             batch_size=args.batch_size, time_size=args.time_size, epochs=args.epochs,
             lr_decay=args.lr_decay, held_out=held_out, eval_batch_size=args.eval_batch_size,
@@ -257,20 +238,12 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
             resume=args.resume, settings=settings,
             progress=not args.no_progress, on_epoch=report,
             matmul_precision=args.matmul_precision)
-    except NonFiniteLossError as error:
-        print(f"fnnet lm: error: {error}", file=sys.stderr)
-        write_outputs("diverged", None, partial_history(), str(error))
-        return EXIT_NON_FINITE
-    except KeyboardInterrupt:
-        saved = f"; checkpoint in {args.checkpoint_dir}" if args.checkpoint_dir else ""
-        print(f"fnnet lm: interrupted{saved}", file=sys.stderr)
-        write_outputs("interrupted", None, partial_history())
-        return EXIT_INTERRUPTED
-    if not history.trained_epochs:
-        print(f"done: the checkpoint in {args.checkpoint_dir} already covers all "
-              f"{args.epochs} epochs")
-        write_outputs("already-complete", None, history.to_dict())
-        return 0
+
+    outcome = common.run_fit("lm", train, records=records, write_outputs=write_outputs,
+                             checkpoint_dir=args.checkpoint_dir, covers=f"{args.epochs} epochs")
+    if isinstance(outcome, int):
+        return outcome
+    params, history = outcome
     last = history.last()
     clock.add("training", history.trained_s)
     clock.add("evaluation", history.eval_s)

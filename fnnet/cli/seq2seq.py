@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from pathlib import Path
 from typing import Any
 
-from fnnet.cli import common
-from fnnet.cli.common import EXIT_INTERRUPTED, EXIT_NON_FINITE, UsageError
+from fnnet.cli import common, flags
+from fnnet.cli.common import UsageError
 
 # Settings that fix the trajectory: a resumed run must agree on them.
 RESUME_KEYS = ("dataset", "net", "reverse", "size", "data_seed", "wordvec_size",
@@ -86,12 +85,7 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--no-compile-cache", action="store_true",
                      help="do not use JAX's persistent compilation cache")
     ckpt = s2s.add_argument_group("checkpoints")
-    ckpt.add_argument("--checkpoint-dir", type=Path, default=None,
-                      help="save params, optimiser state, RNG key, step and settings here")
-    ckpt.add_argument("--checkpoint-every", type=common.positive_int, default=1, metavar="K",
-                      help="save every K epochs (and at the end, and on Ctrl-C)")
-    ckpt.add_argument("--resume", action="store_true",
-                      help="continue from the newest complete checkpoint in --checkpoint-dir")
+    flags.add_checkpoint_flags(ckpt)
     s2s.set_defaults(handler=run_seq2seq)
 
 
@@ -128,17 +122,7 @@ def run_seq2seq(args: argparse.Namespace) -> int:
 def _check_args(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
     if args.examples < 0:
         raise UsageError(f"--examples must be >= 0; got {args.examples}")
-    if args.resume and args.checkpoint_dir is None:
-        raise UsageError("--resume needs --checkpoint-dir")
-    if args.plot is not None:
-        common.require_matplotlib()
-    common.check_writable("--out", args.out)
-    common.check_writable("--plot", args.plot)
-    common.check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
-    if args.checkpoint_dir is not None:
-        from fnnet.checkpoint import lock_directory
-
-        held.enter_context(lock_directory(args.checkpoint_dir))  # until training has ended
+    common.check_run_outputs(args, held)
     test_size = args.size // 10
     if test_size < 1 or args.size - test_size < args.batch_size:
         raise UsageError(f"--size {args.size}: its training set ({args.size - test_size} "
@@ -156,7 +140,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
     from fnnet.nets import seq2seq as nets
     from fnnet.optim import adam, clip_grads
     from fnnet.results import environment, write_json
-    from fnnet.train import NonFiniteLossError, fit, init_from_seed
+    from fnnet.train import fit, init_from_seed
 
     _check_args(args, held)
     asked = None
@@ -172,7 +156,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
     args.epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
     settings = common.settings(args)
     if args.resume:
-        _check_resume_settings(args.checkpoint_dir, settings)
+        common.check_resume_settings(args.checkpoint_dir, settings, RESUME_KEYS)
     with clock.part("data"):
         from fnnet.data import load_seq2seq
 
@@ -222,30 +206,19 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
                                   "summary": summary, "history": history,
                                   "examples": examples, "environment": environment()})
 
-    def partial_history() -> dict[str, Any]:
-        return {name: [r[name] for r in records] for name in records[0]} if records else {}
-
-    try:
-        params, history = fit(
+    def train() -> tuple[Any, Any]:
+        return fit(
             net, params, data, optimizer=optimizer, key=data_key, batch_size=args.batch_size,
             epochs=args.epochs, device=device, checkpoint_dir=args.checkpoint_dir,
             checkpoint_every=args.checkpoint_every, resume=args.resume, settings=settings,
             progress=not args.no_progress, on_epoch=report, on_epoch_params=show_examples,
             eval_train=args.eval_train)
-    except NonFiniteLossError as error:
-        print(f"fnnet seq2seq: error: {error}", file=sys.stderr)
-        write_outputs("diverged", None, partial_history(), str(error))
-        return EXIT_NON_FINITE
-    except KeyboardInterrupt:
-        saved = f"; checkpoint in {args.checkpoint_dir}" if args.checkpoint_dir else ""
-        print(f"fnnet seq2seq: interrupted{saved}", file=sys.stderr)
-        write_outputs("interrupted", None, partial_history())
-        return EXIT_INTERRUPTED
-    if not history.trained_epochs:
-        print(f"done: the checkpoint in {args.checkpoint_dir} already covers all {steps} "
-              f"steps")
-        write_outputs("already-complete", None, history.to_dict())
-        return 0
+
+    outcome = common.run_fit("seq2seq", train, records=records, write_outputs=write_outputs,
+                             checkpoint_dir=args.checkpoint_dir, covers=f"{steps} steps")
+    if isinstance(outcome, int):
+        return outcome
+    params, history = outcome
     last = history.last()
     clock.add("training", history.trained_s)
     clock.add("evaluation", history.eval_s)
@@ -281,21 +254,3 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
     write_outputs("complete", summary, history.to_dict())
     print(clock.line())
     return 0
-
-
-def _check_resume_settings(directory: Path, settings: dict[str, Any]) -> None:
-    from fnnet import checkpoint
-
-    for path in reversed(checkpoint.list_checkpoints(directory)):
-        try:
-            saved = checkpoint.read_settings(path)
-            break
-        except checkpoint.CheckpointError:
-            continue  # corrupt: fit's restore_latest reports it and falls back too
-    else:
-        return
-    changed = [f"--{k.replace('_', '-')} {saved.get(k)!r} → {settings[k]!r}"
-               for k in RESUME_KEYS if saved.get(k) != settings[k]]
-    if changed:
-        raise UsageError(f"--resume: {path} was written with other settings ("
-                         f"{'; '.join(changed)}); use them or another --checkpoint-dir")

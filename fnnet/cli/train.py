@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from pathlib import Path
 from typing import Any
 
 from fnnet.cli import common, flags
-from fnnet.cli.common import EXIT_INTERRUPTED, EXIT_NON_FINITE, UsageError
+from fnnet.cli.common import UsageError
 
 # Settings that fix the trajectory: a resumed run must agree on them.
 RESUME_KEYS = ("dataset", "net", "hidden", "activation", "init", "batchnorm", "dropout",
@@ -73,12 +72,7 @@ def add_parser(commands: Any) -> None:
                        metavar="SECONDS",
                        help="multi-host: give up joining the coordinator after this long")
     ckpt = train.add_argument_group("checkpoints")
-    ckpt.add_argument("--checkpoint-dir", type=Path, default=None,
-                      help="save params, optimiser state, RNG key, step and settings here")
-    ckpt.add_argument("--checkpoint-every", type=common.positive_int, default=1, metavar="K",
-                      help="save every K epochs (and at the end, and on Ctrl-C)")
-    ckpt.add_argument("--resume", action="store_true",
-                      help="continue from the newest complete checkpoint in --checkpoint-dir")
+    flags.add_checkpoint_flags(ckpt)
     run.add_argument("--out", type=Path, default=None,
                      help="write settings, per-epoch history and summary as JSON here")
     run.add_argument("--plot", type=Path, default=None,
@@ -134,7 +128,7 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
     from fnnet.data import load_dataset
     from fnnet.precision import with_precision
     from fnnet.results import environment, write_json
-    from fnnet.train import NonFiniteLossError, epoch_plan, fit, init_from_seed
+    from fnnet.train import epoch_plan, fit, init_from_seed
 
     flags.check_data_flags(args)
     options = flags.net_options(args)
@@ -143,17 +137,8 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
     if args.devices is not None and device is not None:
         raise UsageError("give --device or --devices, not both")
     common.check_device_count(args.devices)
-    if args.resume and args.checkpoint_dir is None:
-        raise UsageError("--resume needs --checkpoint-dir")
-    if args.plot is not None:
-        common.require_matplotlib()
-    common.check_writable("--out", args.out)
-    common.check_writable("--plot", args.plot)
-    common.check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
+    common.check_run_outputs(args, held, lock=jax.process_index() == 0)  # process 0 writes
     if args.checkpoint_dir is not None and jax.process_index() == 0:
-        from fnnet.checkpoint import lock_directory
-
-        held.enter_context(lock_directory(args.checkpoint_dir))  # until training has ended
         _check_fresh_checkpoint_dir(args)
     if not args.no_compile_cache:
         common.enable_compile_cache()
@@ -199,14 +184,8 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
                                   "data": {"files": list(data.files)}, "summary": summary,
                                   "history": history, "environment": environment()})
 
-    def partial_history(error: BaseException) -> dict[str, Any]:
-        history = getattr(error, "history", None)  # fit's: the whole run's finished epochs
-        if history is not None:
-            return history.to_dict()
-        return {name: [r[name] for r in records] for name in records[0]} if records else {}
-
-    try:
-        params, history = fit(
+    def train() -> tuple[Any, Any]:
+        return fit(
             net, params, data, optimizer=optimizer,
             key=data_key, batch_size=args.batch_size, epochs=args.epochs if args.steps is None
             else None, steps=args.steps, sampling=args.sampling, device=device,
@@ -214,20 +193,12 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
             checkpoint_every=args.checkpoint_every, resume=args.resume, settings=settings,
             progress=not args.no_progress, on_epoch=report, eval_train=args.eval_train,
             matmul_precision=args.matmul_precision, record_steps=args.record_steps)
-    except NonFiniteLossError as error:
-        print(f"fnnet train: error: {error}", file=sys.stderr)
-        write_outputs("diverged", None, partial_history(error), str(error))
-        return EXIT_NON_FINITE
-    except KeyboardInterrupt as error:
-        saved = f"; checkpoint in {args.checkpoint_dir}" if args.checkpoint_dir else ""
-        print(f"fnnet train: interrupted{saved}", file=sys.stderr)
-        write_outputs("interrupted", None, partial_history(error))
-        return EXIT_INTERRUPTED
-    if not history.trained_epochs:
-        print(f"done: the checkpoint in {args.checkpoint_dir} already covers all "
-              f"{sum(plan)} steps")
-        write_outputs("already-complete", None, history.to_dict())
-        return 0
+
+    outcome = common.run_fit("train", train, records=records, write_outputs=write_outputs,
+                             checkpoint_dir=args.checkpoint_dir, covers=f"{sum(plan)} steps")
+    if isinstance(outcome, int):
+        return outcome
+    params, history = outcome
     last = history.last()
     clock.add("training", history.trained_s)
     clock.add("evaluation", history.eval_s)

@@ -159,6 +159,25 @@ def _word2vec_check(name: str) -> SampledNet:
                       f"'You say goodbye and I say hello.'", sample)
 
 
+def _seq2seq_check(name: str) -> SampledNet:
+    def build(*, grads: str = "manual", dtype: Any, hidden_size: int,
+              wordvec_size: int) -> Model:
+        from fnnet.nets.seq2seq import sample_batch as seq2seq_batch
+
+        return seq2seq_batch(name, batch_size=1, dtype=dtype, hidden_size=hidden_size,
+                             wordvec_size=wordvec_size)[0](grads=grads)
+
+    def sample(model: Model, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        from fnnet.nets.seq2seq import sample_batch as seq2seq_batch
+
+        _, x, t = seq2seq_batch(name, batch_size=batch_size, seed=seed)
+        return x, t
+
+    data = "the date set" if name == "attention" else "the addition set"
+    return SampledNet(build, MappingProxyType({"hidden_size": 5, "wordvec_size": 4}),
+                      f"the sequel's ch7-8 {name} net on reversed questions of {data}", sample)
+
+
 SAMPLED_NETS: dict[str, SampledNet] = {
     "simple-rnnlm": _lm_check("simple-rnnlm", vocabulary_size=20, wordvec_size=4,
                               hidden_size=3, time_size=4, embedding_init=1.0),
@@ -169,6 +188,9 @@ SAMPLED_NETS: dict[str, SampledNet] = {
                               dropout=0.5),
     "cbow": _word2vec_check("cbow"),
     "skip-gram": _word2vec_check("skip-gram"),
+    "seq2seq": _seq2seq_check("seq2seq"),
+    "peeky": _seq2seq_check("peeky"),
+    "attention": _seq2seq_check("attention"),
 }
 """Nets ``fnnet gradcheck --net`` checks on a batch of their own (:class:`SampledNet`), by
-name; the sequel's other nets over word ids (word2vec, seq2seq) register here too."""
+name: the language models, word2vec and the encoder-decoders."""
