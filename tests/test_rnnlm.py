@@ -74,7 +74,8 @@ def test_the_books_shapes_and_init():
     assert not jnp.any(params["lstm"]["b"]) and not jnp.any(params["affine"]["b"])
     assert set(jax.eval_shape(simple_rnnlm(50).init, jax.random.key(0))) == {
         "embedding", "rnn", "affine"}
-    assert set(LM_NETS) == set(BOOK_RUNS) == set(SAMPLED_NETS) - {"cbow", "skip-gram"}
+    assert set(LM_NETS) == set(BOOK_RUNS) == set(SAMPLED_NETS) - {
+        "cbow", "skip-gram", "seq2seq", "peeky", "attention"}
     net = serial(("embedding", embedding_layer(50, 8)), ("gru", recurrent_layer("gru", 6)),
                  ("affine", time_affine_layer(50)))
     assert output_shape_of(net, (7,)) == (7, 50)
