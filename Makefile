@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/fnnet train --dataset digits --init he --epochs 100 --log-every 10
 
-# Two pytest workers: the suite is mostly single-threaded compiles, so two cores halve it.
+# Two pytest workers: the suite is mostly single-threaded compiles, so two cores halve it;
+# worksteal rebalances the last tests so that one worker does not finish alone.
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
 gradcheck: $(STAMP)
 	$(BIN)/fnnet gradcheck --net two-layer --dtype float64
