@@ -41,9 +41,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from tqdm.auto import tqdm
 
 from fnnet._checks import check_int
+from fnnet._progress import tqdm
 from fnnet.layers import Model
 from fnnet.optim import OPTIMIZERS, get_optimizer, weight_decay_penalty
 from fnnet.parallel import choose_devices

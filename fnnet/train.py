@@ -36,10 +36,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from fnnet import checkpoint, parallel, precision
 from fnnet._checks import check_int
+from fnnet._progress import tqdm
 from fnnet.compiles import CompileStats, count_compilations
 from fnnet.layers import Model, State
 

@@ -158,8 +158,8 @@ def run_lm(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clock) -> int:
     import jax
-    from tqdm.auto import tqdm
 
+    from fnnet._progress import tqdm
     from fnnet.data import load_ptb
     from fnnet.nets import LM_NETS
     from fnnet.results import environment, write_json

@@ -134,8 +134,8 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
     import jax
     import numpy as np
     import optax
-    from tqdm.auto import tqdm
 
+    from fnnet._progress import tqdm
     from fnnet.data.seq2seq import QUESTION_LENGTHS, VOCABULARIES, encode_questions
     from fnnet.nets import seq2seq as nets
     from fnnet.optim import adam, clip_grads

@@ -123,8 +123,8 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
                   clock: common.Clock) -> int:
     _start_distributed(args)
     import jax
-    from tqdm.auto import tqdm
 
+    from fnnet._progress import tqdm
     from fnnet.data import load_dataset
     from fnnet.precision import with_precision
     from fnnet.results import environment, write_json
