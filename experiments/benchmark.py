@@ -110,7 +110,7 @@ CONFIGS = {
     "big": Config("big", (1024, 1024), "relu", "he", 256, 0.1, 2_000, 1),
     "huge": Config("huge", (4096, 4096), "relu", "he", 4096, 0.1, 1_000, 1, gpu_only=True),
 }
-QUICK_STEPS = 300
+QUICK_STEPS = 100
 INIT_NAMES = {"normal": "N(0, 0.01²)", "he": "He", "xavier": "Xavier"}
 
 

@@ -46,13 +46,17 @@ def bptt_norms(ops, Wh: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """``‖da_t‖/N`` for t = T−1 … 0 (steps back from the last), by ``ops.time_rnn``'s rule."""
     N, _, H = xs.shape
 
-    def last_h(xs):
-        return ops.time_rnn(xs, jnp.zeros((N, H)), jnp.eye(H), jnp.asarray(Wh),
-                            jnp.zeros(H))[1]
+    @jax.jit  # one program (op by op, every primitive of the BPTT would compile on its own)
+    def norms_back(xs, Wh):
+        def last_h(xs):
+            return ops.time_rnn(xs, jnp.zeros((N, H), xs.dtype), jnp.eye(H, dtype=xs.dtype), Wh,
+                                jnp.zeros(H, xs.dtype))[1]
 
-    h_last, pullback = jax.vjp(last_h, jnp.asarray(xs))
-    (dxs,) = pullback(jnp.ones_like(h_last))
-    norms = jnp.sqrt(jnp.sum(dxs ** 2, axis=(0, 2))) / N  # (T,), index t
+        h_last, pullback = jax.vjp(last_h, xs)
+        (dxs,) = pullback(jnp.ones_like(h_last))
+        return jnp.sqrt(jnp.sum(dxs ** 2, axis=(0, 2))) / N  # (T,), index t
+
+    norms = norms_back(jnp.asarray(xs), jnp.asarray(Wh))
     return np.asarray(norms[::-1])  # 0 = the last step, then further back
 
 
