@@ -14,13 +14,11 @@ and the best within the run, and whether the curves are ordered as the book show
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS
-from seq2seq_runs import first_epoch_reaching, train_run
+from seq2seq_runs import book_settings, first_epoch_reaching, parser, train_run
 
 from fnnet.data import load_seq2seq
 from fnnet.results import environment
@@ -68,20 +66,10 @@ def summarise(runs: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=25)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--grads", choices=("manual", "autodiff"), default="manual")
+    p = parser(__doc__, epochs=25, quick="1 000 problems, 2 epochs")
     p.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
-    p.add_argument("--quick", action="store_true", help="smoke run: 1 000 problems, 2 epochs")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out-dir", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    settings = {"size": 1_000 if args.quick else 50_000, "wordvec_size": 16,
-                "hidden_size": 16 if args.quick else 128, "batch_size": 32 if args.quick
-                else 128, "epochs": 2 if args.quick else args.epochs, "lr": 0.001,
-                "max_grad": 5.0, "seed": args.seed, "eval_train": 500 if args.quick else 2_000,
-                "grads": args.grads}
+    settings = book_settings(args, hidden_size=128, quick_epochs=2)
     stem = "seq2seq_addition_quick" if args.quick else "seq2seq_addition"
     args.out_dir.mkdir(parents=True, exist_ok=True)
     path = args.out_dir / f"{stem}.json"

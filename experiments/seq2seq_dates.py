@@ -15,14 +15,12 @@ left to right).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import RESULTS
-from seq2seq_runs import first_epoch_reaching, train_run
+from seq2seq_runs import book_settings, first_epoch_reaching, parser, train_run
 
 from fnnet.data import load_seq2seq
 from fnnet.nets import seq2seq as nets
@@ -88,21 +86,11 @@ def attention_maps(config: nets.Seq2seqConfig, params: Any, data: Any,
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--grads", choices=("manual", "autodiff"), default="manual")
+    p = parser(__doc__, epochs=10, quick="1 000 dates, 1 epoch")
     p.add_argument("--examples", type=int, nargs="+", default=[0, 1, 2],
                    help="test rows whose attention is drawn")
-    p.add_argument("--quick", action="store_true", help="smoke run: 1 000 dates, 1 epoch")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out-dir", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    settings = {"size": 1_000 if args.quick else 50_000, "wordvec_size": 16,
-                "hidden_size": 16 if args.quick else 256, "batch_size": 32 if args.quick
-                else 128, "epochs": 1 if args.quick else args.epochs, "lr": 0.001,
-                "max_grad": 5.0, "seed": args.seed, "eval_train": 500 if args.quick else 2_000,
-                "grads": args.grads}
+    settings = book_settings(args, hidden_size=256, quick_epochs=1)
     data = load_seq2seq("date", reverse=True, size=settings["size"])
     run, params, config = train_run("attention", data, settings, label="attention",
                                     progress=not args.no_progress)

@@ -3,17 +3,43 @@ book's Adam after its gradient clip, shuffled batches, seeded init), recorded pe
 
 from __future__ import annotations
 
+import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import optax
+from common import RESULTS
 
 from fnnet.data import Seq2seqData
 from fnnet.nets import seq2seq as nets
 from fnnet.optim import adam, clip_grads
 from fnnet.train import fit, init_from_seed
+
+
+def parser(doc: str, *, epochs: int, quick: str) -> argparse.ArgumentParser:
+    """The flags both seq2seq experiments take (``--quick``'s help: ``quick``)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grads", choices=("manual", "autodiff"), default="manual")
+    p.add_argument("--quick", action="store_true", help=f"smoke run: {quick}")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    return p
+
+
+def book_settings(args: argparse.Namespace, *, hidden_size: int,
+                  quick_epochs: int) -> dict[str, Any]:
+    """The book's settings (``hidden_size`` LSTM units), or a smoke run's with ``--quick``:
+    1 000 problems, hidden 16, batch 32, ``quick_epochs`` epochs."""
+    quick = args.quick
+    return {"size": 1_000 if quick else 50_000, "wordvec_size": 16,
+            "hidden_size": 16 if quick else hidden_size, "batch_size": 32 if quick else 128,
+            "epochs": quick_epochs if quick else args.epochs, "lr": 0.001, "max_grad": 5.0,
+            "seed": args.seed, "eval_train": 500 if quick else 2_000, "grads": args.grads}
 
 
 def command_line(dataset: str, net: str, reverse: bool, settings: dict[str, Any]) -> str:
