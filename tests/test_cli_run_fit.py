@@ -11,11 +11,11 @@ from fnnet.train import NonFiniteLossError
 RECORDS = [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.5}]
 
 
-def _run(fit_call, tmp_path):
+def _run(fit_call, tmp_path, clock=None):
     written = []
     outcome = common.run_fit(
         "lm", fit_call, records=RECORDS, checkpoint_dir=tmp_path, covers="4 epochs",
-        write_outputs=lambda *args, **kwargs: written.append((args, kwargs)))
+        write_outputs=lambda *args, **kwargs: written.append((args, kwargs)), clock=clock)
     return outcome, written
 
 
@@ -51,12 +51,16 @@ def test_an_interrupt_names_the_checkpoint_and_exits_130(tmp_path, capsys):
 @pytest.mark.parametrize("trained_epochs", [0, 2])
 def test_a_run_with_nothing_left_is_complete_and_one_that_trained_returns_its_result(
         trained_epochs, tmp_path, capsys):
-    history = SimpleNamespace(trained_epochs=trained_epochs, to_dict=lambda: {"epoch": [1]})
-    outcome, written = _run(lambda: ("params", history), tmp_path)
+    history = SimpleNamespace(trained_epochs=trained_epochs, to_dict=lambda: {"epoch": [1]},
+                              trained_s=1.5, eval_s=0.25)
+    parts = []
+    clock = SimpleNamespace(add=lambda part, seconds: parts.append((part, seconds)))
+    outcome, written = _run(lambda: ("params", history), tmp_path, clock)
     if trained_epochs:
         assert outcome == ("params", history) and written == []
+        assert parts == [("training", 1.5), ("evaluation", 0.25)]
     else:
         assert outcome == 0
         assert capsys.readouterr().out == (f"done: the checkpoint in {tmp_path} already "
                                            f"covers all 4 epochs\n")
-        assert written == [(("already-complete", None, {"epoch": [1]}), {})]
+        assert written == [(("already-complete", None, {"epoch": [1]}), {})] and parts == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import itertools
 import os
 import sys
@@ -276,6 +277,22 @@ def check_resume_settings(directory: Path, settings: dict[str, Any],
                          f"{'; '.join(changed)}); use them or another --checkpoint-dir")
 
 
+def training_command(run: Callable[..., int]) -> Callable[[argparse.Namespace], int]:
+    """A training command's handler, ``handler(args) -> exit status``, from
+    ``run(args, held, clock)``: ``held`` an :class:`contextlib.ExitStack` for what stays held
+    until the command ends (the checkpoint lock, a default device), ``clock`` a
+    :class:`Clock` over the programs compiled meanwhile."""
+
+    @functools.wraps(run)
+    def handler(args: argparse.Namespace) -> int:
+        from fnnet.compiles import count_compilations
+
+        with contextlib.ExitStack() as held, count_compilations() as compiles:
+            return run(args, held, Clock(compiles))
+
+    return handler
+
+
 def check_run_outputs(args: argparse.Namespace, held: contextlib.ExitStack, *,
                       lock: bool = True) -> None:
     """A training command's ``--resume``, ``--plot``, ``--out`` and ``--checkpoint-dir``
@@ -297,13 +314,15 @@ def check_run_outputs(args: argparse.Namespace, held: contextlib.ExitStack, *,
 
 def run_fit(command: str, fit_call: Callable[[], tuple[Any, Any]], *,
             records: list[dict[str, Any]], write_outputs: Callable[..., None],
-            checkpoint_dir: Path | None, covers: str) -> tuple[Any, Any] | int:
+            checkpoint_dir: Path | None, covers: str,
+            clock: Clock | None = None) -> tuple[Any, Any] | int:
     """``fit_call()`` (a ``fit`` or ``fit_lm``) with the outcomes every training command
     reports alike: a non-finite loss (exit :data:`EXIT_NON_FINITE`) or an interrupt (exit
     :data:`EXIT_INTERRUPTED`) prints one line and writes the finished epochs with the status
     ``diverged`` / ``interrupted``; a resumed run with nothing left to do says its checkpoint
     already covers ``covers`` and writes ``already-complete`` (exit 0). Those return the exit
-    status; a run that trained returns ``(params, history)``.
+    status; a run that trained returns ``(params, history)``, its training and evaluation
+    seconds added to ``clock``.
 
     ``write_outputs(status, summary, history, error=None)`` writes ``--out``; ``records`` are
     the epoch records reported so far (used when the error carries no ``history``: fit's
@@ -331,6 +350,9 @@ def run_fit(command: str, fit_call: Callable[[], tuple[Any, Any]], *,
         print(f"done: the checkpoint in {checkpoint_dir} already covers all {covers}")
         write_outputs("already-complete", None, history.to_dict())
         return 0
+    if clock is not None:
+        clock.add("training", history.trained_s)
+        clock.add("evaluation", history.eval_s)
     return params, history
 
 

@@ -148,15 +148,10 @@ def epoch_line(record: dict[str, Any], epochs: int, held_out: str) -> str:
             f"{record['held_out_ppl']:.2f}  {record['words_per_s']:,.0f} words/s{decayed}")
 
 
-def run_lm(args: argparse.Namespace) -> int:
+@common.training_command
+def run_lm(args: argparse.Namespace, held: contextlib.ExitStack,
+           clock: common.Clock) -> int:
     """The handler of ``fnnet lm`` (exit status)."""
-    from fnnet.compiles import count_compilations
-
-    with contextlib.ExitStack() as held, count_compilations() as compiles:
-        return _run(args, held, common.Clock(compiles))
-
-
-def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clock) -> int:
     import jax
 
     from fnnet._progress import tqdm
@@ -240,13 +235,12 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
             matmul_precision=args.matmul_precision)
 
     outcome = common.run_fit("lm", train, records=records, write_outputs=write_outputs,
-                             checkpoint_dir=args.checkpoint_dir, covers=f"{args.epochs} epochs")
+                             checkpoint_dir=args.checkpoint_dir, covers=f"{args.epochs} epochs",
+                             clock=clock)
     if isinstance(outcome, int):
         return outcome
     params, history = outcome
     last = history.last()
-    clock.add("training", history.trained_s)
-    clock.add("evaluation", history.eval_s)
     best_epoch = history.epoch[history.held_out_ppl.index(min(history.held_out_ppl))]
     summary = {"held_out": held_out, "final_ppl": last["held_out_ppl"],
                "best_ppl": min(history.held_out_ppl), "best_epoch": best_epoch,

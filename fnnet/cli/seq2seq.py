@@ -111,14 +111,6 @@ def format_example(example: dict[str, Any], width: int) -> str:
     return f"  {mark}  {example['question']:<{width}} = {guess}{wrong}"
 
 
-def run_seq2seq(args: argparse.Namespace) -> int:
-    """The handler of ``fnnet seq2seq`` (exit status)."""
-    from fnnet.compiles import count_compilations
-
-    with contextlib.ExitStack() as held, count_compilations() as compiles:
-        return _run(args, held, common.Clock(compiles))
-
-
 def _check_args(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
     if args.examples < 0:
         raise UsageError(f"--examples must be >= 0; got {args.examples}")
@@ -130,7 +122,10 @@ def _check_args(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
                          f"--batch-size {args.batch_size} and its test set at least one")
 
 
-def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clock) -> int:
+@common.training_command
+def run_seq2seq(args: argparse.Namespace, held: contextlib.ExitStack,
+                clock: common.Clock) -> int:
+    """The handler of ``fnnet seq2seq`` (exit status)."""
     import jax
     import numpy as np
     import optax
@@ -215,13 +210,12 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack, clock: common.Clo
             eval_train=args.eval_train)
 
     outcome = common.run_fit("seq2seq", train, records=records, write_outputs=write_outputs,
-                             checkpoint_dir=args.checkpoint_dir, covers=f"{steps} steps")
+                             checkpoint_dir=args.checkpoint_dir, covers=f"{steps} steps",
+                             clock=clock)
     if isinstance(outcome, int):
         return outcome
     params, history = outcome
     last = history.last()
-    clock.add("training", history.trained_s)
-    clock.add("evaluation", history.eval_s)
     best = int(np.argmax(history.test_acc))
     summary = {
         "test_acc": last["test_acc"], "train_acc": last["train_acc"],

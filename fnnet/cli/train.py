@@ -111,16 +111,10 @@ def epoch_line(record: dict[str, Any], epochs: int, held_out: str = "test") -> s
             f"{held_out} acc {record['test_acc']:.4f}  {record['steps_per_s']:,.0f} steps/s")
 
 
-def run_train(args: argparse.Namespace) -> int:
+@common.training_command
+def run_train(args: argparse.Namespace, held: contextlib.ExitStack,
+              clock: common.Clock) -> int:
     """The handler of ``fnnet train`` (exit status)."""
-    from fnnet.compiles import count_compilations
-
-    with contextlib.ExitStack() as held, count_compilations() as compiles:
-        return _run_training(args, held, common.Clock(compiles))
-
-
-def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
-                  clock: common.Clock) -> int:
     _start_distributed(args)
     import jax
 
@@ -195,13 +189,12 @@ def _run_training(args: argparse.Namespace, held: contextlib.ExitStack,
             matmul_precision=args.matmul_precision, record_steps=args.record_steps)
 
     outcome = common.run_fit("train", train, records=records, write_outputs=write_outputs,
-                             checkpoint_dir=args.checkpoint_dir, covers=f"{sum(plan)} steps")
+                             checkpoint_dir=args.checkpoint_dir, covers=f"{sum(plan)} steps",
+                             clock=clock)
     if isinstance(outcome, int):
         return outcome
     params, history = outcome
     last = history.last()
-    clock.add("training", history.trained_s)
-    clock.add("evaluation", history.eval_s)
     summary = {  # train_s and steps_per_s: this command's training (after a resume too)
         "test_acc": last["test_acc"], "train_acc": last["train_acc"],
         "test_loss": last["test_loss"], "steps": last["step"], "epochs": last["epoch"],
