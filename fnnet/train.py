@@ -815,12 +815,14 @@ def _check_finite_losses(losses: np.ndarray, run: _RunState, epoch: int) -> None
         f"{run.checkpoint or 'none'}", step=run.step + bad + 1, checkpoint=run.checkpoint)
 
 
-def _check_finite_params(train_loss: float, run: _RunState, epoch: int, num_steps: int) -> None:
-    """:class:`NonFiniteLossError` when the epoch's last update broke the parameters."""
-    if math.isfinite(train_loss):
+def _check_finite_params(value: float, run: _RunState, epoch: int, num_steps: int,
+                         measure: str = "the training loss") -> None:
+    """:class:`NonFiniteLossError` when the epoch's last update broke the parameters: finite
+    step losses, but ``value`` (``measure``, evaluated after the epoch) NaN or infinite."""
+    if math.isfinite(value):
         return
     raise NonFiniteLossError(
-        f"non-finite parameters after step {run.step + num_steps} (epoch {epoch}): the "
-        f"training loss is {train_loss}; stopped without keeping that epoch's parameters; "
+        f"non-finite parameters after step {run.step + num_steps} (epoch {epoch}): "
+        f"{measure} is {value}; stopped without keeping that epoch's parameters; "
         f"last good checkpoint: {run.checkpoint or 'none'}", step=run.step + num_steps,
         checkpoint=run.checkpoint)

@@ -57,9 +57,9 @@ from fnnet.optim import clip_grads, get_optimizer
 from fnnet.train import (
     NOISE_STREAM,
     EpochRecords,
-    NonFiniteLossError,
     TrainState,
     _check_finite_losses,
+    _check_finite_params,
     _RunState,
     _scan_steps,
     hold_checkpoint_dir,
@@ -568,7 +568,7 @@ def fit_lm(
                                             eval_t)
                 history.eval_s += eval_seconds
                 ppl = _exp(float(total) / (len(held_out_ids) - 1))
-                _check_finite_perplexity(ppl, run, epoch, steps, held_out)
+                _check_finite_params(ppl, run, epoch, steps, f"the {held_out} perplexity")
                 opt_state, decayed = _held_out_rule(new_state.opt_state, ppl, lr, lr_decay)
                 train_state = new_state._replace(opt_state=opt_state)
                 run.epoch, run.step = epoch, run.step + steps
@@ -607,16 +607,3 @@ def _held_out_rule(opt_state: Any, ppl: float, lr: float,
     if lr_decay is None:
         return opt_state, False
     return with_learning_rate(opt_state, lr / lr_decay), True
-
-
-def _check_finite_perplexity(ppl: float, run: _RunState, epoch: int, steps: int,
-                             held_out: str) -> None:
-    """:class:`fnnet.train.NonFiniteLossError` when the epoch's last update broke the
-    parameters (finite step losses, a NaN or infinite held-out perplexity)."""
-    if math.isfinite(ppl):
-        return
-    raise NonFiniteLossError(
-        f"non-finite parameters after step {run.step + steps} (epoch {epoch}): the {held_out} "
-        f"perplexity is {ppl}; stopped without keeping that epoch's parameters; last good "
-        f"checkpoint: {run.checkpoint or 'none'}", step=run.step + steps,
-        checkpoint=run.checkpoint)
