@@ -396,6 +396,23 @@ def test_rnnlm_clipping_quick(experiments, tmp_path):
 
 
 @pytest.mark.slow
+def test_rnnlm_perplexity_quick(experiments, tmp_path):
+    result = run_quick(experiments, "rnnlm_perplexity", tmp_path, "--no-progress",
+                       "--seeds", "1")
+    constant, decayed = result["runs"]["constant lr"][0], result["runs"]["lr ÷ 4"][0]
+    assert constant["epoch"] == decayed["epoch"] == [1, 2, 3]
+    assert constant["lr"] == [20.0] * 3
+    # Same init and batches: the first epoch is the same run; after it the rule decides.
+    assert decayed["held_out_ppl"][0] == pytest.approx(constant["held_out_ppl"][0], rel=1e-6)
+    for i in range(1, 3):
+        worse = decayed["held_out_ppl"][i - 1] >= min(decayed["held_out_ppl"][:i - 1] or
+                                                      [np.inf])
+        assert decayed["lr"][i] == decayed["lr"][i - 1] / (4.0 if worse else 1.0)
+    assert result["median_best"]["constant lr"] == min(constant["held_out_ppl"])
+    assert (tmp_path / "rnnlm_perplexity_quick.md").read_text().count("| lr ÷ 4 |") == 1
+
+
+@pytest.mark.slow
 def test_gradient_norm_through_time_quick(experiments, tmp_path):
     result = run_quick(experiments, "gradient_norm_through_time", tmp_path)
     assert result["bptt_vs_autodiff_max_rel_difference"] < 1e-12
