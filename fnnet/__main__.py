@@ -1,5 +1,5 @@
 """``python -m fnnet`` runs the ``fnnet`` command."""
 
-from fnnet.cli import main
+from fnnet.cli import console
 
-raise SystemExit(main())
+console()

@@ -405,6 +405,18 @@ def test_a_closed_stdout_exits_quietly():
     assert stderr == "" and process.returncode == 141
 
 
+def test_the_program_exits_with_mains_status_after_flushing_and_the_atexit_handlers():
+    """console() skips the interpreter's teardown, not what a program relies on at exit."""
+    script = ("import atexit, sys; atexit.register(lambda: print('atexit ran'));"
+              "print('buffered', end=' '); sys.argv = ['fnnet'];"
+              "from fnnet.cli import console; console()")
+    process = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True,
+                             text=True, timeout=60)
+    assert process.returncode == 2  # bare fnnet: the usage, exit 2
+    assert process.stdout == "buffered atexit ran\n"
+    assert "COMMAND" in process.stderr
+
+
 def test_help_shows_defaults_and_bare_fnnet_lists_the_commands(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

@@ -31,12 +31,15 @@ Every failure is one line on stderr and an exit status:
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from fnnet.cli import check_layer, common, gradcheck, graph, lm, seq2seq, sweep, train
 from fnnet.cli.common import (
@@ -52,7 +55,7 @@ from fnnet.cli.common import (
 COMMANDS = (train, gradcheck, sweep, lm, seq2seq, check_layer, graph)
 """The subcommand modules, in the order ``fnnet --help`` lists them."""
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "console", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +93,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
+
+
+def console() -> NoReturn:
+    """The ``fnnet`` program (the console script, ``python -m fnnet``): :func:`main`, then
+    the process ends as soon as its work is done — output flushed, other threads joined,
+    ``atexit`` handlers run — without the interpreter's teardown, which frees every module
+    and JAX's compiled programs one object at a time (~0.2 s: a tenth of a small run)."""
+    status = main()
+    # What the interpreter runs first at exit, in its order: the threads' shutdown (pools
+    # told to stop, non-daemon threads joined), then the atexit handlers; then the flush.
+    threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        status = EXIT_BROKEN_PIPE
+    except (OSError, ValueError):
+        pass
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(status)
 
 
 def _run(args: argparse.Namespace, command: str) -> int:
