@@ -31,7 +31,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from common import RESULTS, environment, write_results
+from common import RESULTS, environment, matmul_floor, matmul_rate, write_results
 
 from fnnet.nets import rnnlm
 from fnnet.train_lm import init_lm_state, lm_optimizer, make_lm_epoch, sequence_batches
@@ -134,6 +134,13 @@ def main(argv: list[str] | None = None) -> dict:
     round_ratios = {n: statistics.median(o / m for o, m in zip(per_step[n], per_step[manual],
                                                                strict=True))
                     for n in runners if n != manual}
+    # The step's matmuls (the LSTM's input and recurrent products, the output layer), each
+    # forward and twice backward (dX, dW), and the fastest any library runs the big ones.
+    B, T, U, V = args.batch, args.time, args.units, args.vocab
+    step_flops = 6 * B * T * (4 * U * (U + U) + U * V)
+    rate = matmul_rate([(B * T, U, V), (U, B * T, V), (B * T, V, U)])
+    numpy_name = "NumPy (the book's layers)"
+    floor = matmul_floor(step_flops, rate, median_ms[numpy_name])
     env = environment()
     result = {
         "settings": {**sizes, "lr": LR, "max_grad": MAX_GRAD, "rounds": args.rounds,
@@ -143,7 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
         "manual_speedup_over": ratios, "manual_speedup_over_median_of_round_ratios": round_ratios,
         "compile_or_warmup_s": compile_s, "first_step_loss": first_losses,
         "all_rounds_ms_per_step": {n: [1e3 * t for t in ts] for n, ts in per_step.items()},
-        "torch": skipped or "included", "environment": env,
+        "torch": skipped or "included", "matmul_rate": rate, "three_times_numpy": floor,
+        "environment": env,
         "note": "shared, noisy CPU: read the ratios within this run, not the absolute times",
     }
     rows = "".join(f"| {n} | {median_ms[n]:.1f} | {words_per_s[n]:,.0f} | "
@@ -158,7 +166,14 @@ def main(argv: list[str] | None = None) -> dict:
              "| implementation | ms/step | words/s | fnnet manual is × faster | (median of "
              "round ratios) | warm-up s | first-step loss |\n"
              "|---|---:|---:|---:|---:|---:|---:|\n" + rows
-             + ("" if skipped is None else f"\nPyTorch: {skipped}.\n"))
+             + ("" if skipped is None else f"\nPyTorch: {skipped}.\n")
+             + f"\nThe step's matmuls are {step_flops / 1e9:.2f} GFLOP (forward, dX, dW). "
+             f"This CPU ran the output layer's three products at {rate['gflops']:.0f} "
+             f"GFLOP/s in this run (NumPy {rate['numpy_gflops']:.0f}, XLA "
+             f"{rate['xla_gflops']:.0f}): the matmuls alone take ≥ {floor['floor_ms']:.1f} ms "
+             f"a step, whoever runs them. 3× the NumPy peer would be "
+             f"{floor['target_ms']:.1f} ms a step, {floor['needed_gflops']:.0f} GFLOP/s "
+             f"with nothing else in it.\n")
     stem = "benchmark_rnnlm_quick" if args.quick else "benchmark_rnnlm"
     write_results(args.out_dir / f"{stem}.json", result, table)
     return result

@@ -35,7 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 import optax
-from common import RESULTS, write_results
+from common import RESULTS, matmul_floor, matmul_rate, write_results
 from peers import numpy_seq2seq
 
 from fnnet.data import load_seq2seq
@@ -145,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     round_ratios = {f"{name}_over_manual": statistics.median(
         a / m for a, m in zip(s, seconds["fnnet-manual"], strict=True))
         for name, s in seconds.items() if name != "fnnet-manual"}
+    # The step's matmuls (peeky: the encoder's h joins the decoder's LSTM and affine
+    # inputs), each forward and twice backward (dX, dW), at the speed this CPU runs the
+    # recurrent products' shapes.
+    N, D, H, V = batch, config.wordvec_size, hidden, config.vocab_size
+    Tq, Ta = config.question_length, config.answer_length
+    step_flops = 3 * (Tq * 2 * N * (D + H) * 4 * H + Ta * 2 * N * (D + 2 * H) * 4 * H
+                      + Ta * 2 * N * 2 * H * V)
+    rate = matmul_rate([(N, H, 4 * H), (H, N, 4 * H), (N, 4 * H, H), (N * Tq, D + H, 4 * H)])
+    floor = matmul_floor(step_flops, rate, 1e3 * epoch_s["numpy-book"] / steps_per_epoch)
     result = {
         "settings": {"dataset": "addition (reversed)", "net": "peeky", "train_size": len(x),
                      "hidden": hidden, "wordvec": config.wordvec_size, "batch": batch,
@@ -152,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                      "rounds": rounds, "seed": args.seed},
         "epoch_s_median": epoch_s, "rounds_s": seconds, "compile_s": compile_s,
         "mean_loss": mean_loss, "ratios": ratios, "round_ratios": round_ratios,
-        "torch_skipped": skipped,
+        "torch_skipped": skipped, "matmul_rate": rate, "three_times_numpy": floor,
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "environment": environment(),
     }
@@ -167,7 +176,13 @@ def main(argv: list[str] | None = None) -> int:
              f"ratios).\n\n"
              "| implementation | s/epoch (median) | × fnnet manual | median of round ratios "
              "| mean loss | compile s |\n|---|---:|---:|---:|---:|---:|\n" + rows
-             + (f"\ntorch row skipped: {skipped}\n" if skipped else ""))
+             + (f"\ntorch row skipped: {skipped}\n" if skipped else "")
+             + f"\nA step's matmuls are {step_flops / 1e6:.0f} MFLOP (forward, dX, dW). "
+             f"This CPU ran the recurrent products' shapes at {rate['gflops']:.0f} GFLOP/s "
+             f"in this run (NumPy {rate['numpy_gflops']:.0f}, XLA {rate['xla_gflops']:.0f}): "
+             f"the matmuls alone take ≥ {floor['floor_ms']:.2f} ms a step, whoever runs "
+             f"them. 3× the NumPy peer would be {floor['target_ms']:.2f} ms a step, "
+             f"{floor['needed_gflops']:.0f} GFLOP/s with nothing else in it.\n")
     write_results(out, result, table)
     return 0
 

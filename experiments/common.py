@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -199,3 +201,46 @@ def lm_parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def matmul_rate(products: list[tuple[int, int, int]], repeats: int = 15) -> dict[str, Any]:
+    """This CPU's float32 matmul speed now, on ``(m, k) · (k, n)`` products: each timed by
+    NumPy (its BLAS) and by XLA (a jitted ``a @ b``), medians of ``repeats``. Returns the
+    products' summed FLOPs over their summed best times as ``gflops`` (the faster library
+    per product), with each library's own figure — the ceiling a step made of these
+    products can reach, whoever runs it."""
+    rng = np.random.default_rng(0)
+    times: dict[str, list[float]] = {"numpy": [], "xla": []}
+    flops = 0
+    product = jax.jit(lambda a, b: a @ b)
+    for m, k, n in products:
+        a = rng.random((m, k), dtype=np.float32)
+        b = rng.random((k, n), dtype=np.float32)
+        a_dev, b_dev = jax.device_put((a, b))
+        runs = {"numpy": lambda a=a, b=b: a @ b,
+                "xla": lambda a=a_dev, b=b_dev: product(a, b).block_until_ready()}
+        for library, run in runs.items():
+            run()
+            samples = []
+            for _ in range(repeats):
+                begin = time.perf_counter()
+                run()
+                samples.append(time.perf_counter() - begin)
+            times[library].append(statistics.median(samples))
+        flops += 2 * m * k * n
+    best = sum(min(pair) for pair in zip(times["numpy"], times["xla"], strict=True))
+    return {"products": [list(p) for p in products], "flops": flops,
+            "gflops": flops / best / 1e9,
+            **{f"{library}_gflops": flops / sum(ts) / 1e9 for library, ts in times.items()}}
+
+
+def matmul_floor(step_flops: float, rate: dict[str, Any], peer_ms: float,
+                 speedup: float = 3.0) -> dict[str, Any]:
+    """What ``speedup`` × a peer's step would ask: the step's matmul FLOPs at ``rate``
+    (:func:`matmul_rate`) take ``floor_ms`` at least; ``peer_ms / speedup`` is the time the
+    target allows, ``needed_gflops`` the matmul speed it needs with nothing else in the step."""
+    allowed = peer_ms / speedup
+    return {"step_matmul_flops": step_flops, "floor_ms": step_flops / rate["gflops"] / 1e6,
+            "target_speedup": speedup, "target_ms": allowed,
+            "needed_gflops": step_flops / allowed / 1e6, "measured_gflops": rate["gflops"]}
+

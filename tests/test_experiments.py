@@ -321,6 +321,10 @@ def test_benchmark_seq2seq_quick(experiments, tmp_path):
     assert max(losses) - min(losses) < 1e-4  # same init, same batches, the book's Adam
     assert result["torch_skipped"] == "--no-torch" and result["loadavg_before"]
     assert "numpy-book_over_manual" in result["ratios"]
+    rate, floor = result["matmul_rate"], result["three_times_numpy"]
+    assert rate["gflops"] >= max(rate["numpy_gflops"], rate["xla_gflops"]) * (1 - 1e-9)
+    assert floor["needed_gflops"] == pytest.approx(
+        floor["step_matmul_flops"] / floor["target_ms"] / 1e6)
 
 
 @pytest.fixture(scope="module")
@@ -432,6 +436,13 @@ def test_benchmark_rnnlm_quick(experiments, tmp_path):
     losses = list(result["first_step_loss"].values())
     np.testing.assert_allclose(losses, losses[0], rtol=1e-5)  # same init, same batch
     assert result["torch"].startswith("left out")
+    # quick sizes B 2, T 4, V 30, D = H 6: 6·B·T·(4H·2H + H·V) matmul FLOPs a step
+    floor = result["three_times_numpy"]
+    assert floor["step_matmul_flops"] == 6 * 2 * 4 * (4 * 6 * 12 + 6 * 30)
+    assert floor["floor_ms"] == pytest.approx(
+        floor["step_matmul_flops"] / result["matmul_rate"]["gflops"] / 1e6)
+    assert floor["target_ms"] == pytest.approx(
+        result["median_ms_per_step"]["NumPy (the book's layers)"] / 3)
 
 
 def test_numpy_rnnlm_peer_takes_fnnets_training_steps(experiments):
