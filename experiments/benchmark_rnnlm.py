@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = list(runners)
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            time.sleep(SETTLE_S)
+            time.sleep(0 if args.quick else SETTLE_S)
             start = time.perf_counter()
             runners[name]()
             per_step[name].append((time.perf_counter() - start) / args.steps)

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     mean_loss: dict[str, float] = {}
     for _ in range(rounds):
         for name, run in runners.items():
-            time.sleep(SETTLE_S)  # NumPy's BLAS threads spin on after a call: let them idle
+            time.sleep(0 if args.quick else SETTLE_S)  # NumPy's BLAS threads spin on: idle
             elapsed, losses = run(indices)
             seconds[name].append(elapsed)
             mean_loss[name] = float(np.mean(losses))
