@@ -125,6 +125,10 @@ def test_evaluate_covers_every_example_including_the_last_partial_batch(digits):
     assert accuracy == pytest.approx(float(net.accuracy(params, x, t)), abs=1e-9)
     one_hot = evaluate(net, params, x, jax.nn.one_hot(t, 10), batch_size=7)
     assert one_hot == pytest.approx((loss, accuracy), rel=1e-5)
+    # up to 2 × batch_size examples are one batch (180 and 200 here), more are a loop
+    for batch_size in (180, 200, 179):
+        assert evaluate(net, params, x, t, batch_size=batch_size) == pytest.approx(
+            (loss, accuracy), rel=1e-5)
 
 
 def test_fit_trains_digits_to_high_accuracy_with_a_full_history(digits):
