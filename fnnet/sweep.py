@@ -487,7 +487,8 @@ def sweep(
         ``devices`` (compiling :data:`VMAP_COMPILE_FACTOR` times as long, running
         :func:`predicted_speedup` times as fast) — then train the rest the faster way.
         ``result.plan`` records the figures and the choice.
-      eval_batch_size: examples per evaluation batch.
+      eval_batch_size: examples per evaluation batch (up to twice as many are one batch:
+        :func:`fnnet.train.metric_sums`).
       eval_train: evaluate the training loss and accuracy on a fixed sample of this many
         training examples (:func:`fnnet.train.eval_subset`; default: all of them).
       keep_params: return the final parameters (stacked over trials) in ``params``.

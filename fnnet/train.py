@@ -577,7 +577,8 @@ def fit(
       batch_size: examples per step, ``1 ≤ batch_size ≤ N_train``.
       epochs / steps: exactly one; ``steps`` may end in a partial epoch.
       sampling: ``"shuffle"`` or ``"replacement"`` (see the module docstring).
-      eval_batch_size: examples per evaluation batch.
+      eval_batch_size: examples per evaluation batch (up to twice as many are one batch:
+        :func:`metric_sums`).
       eval_train: evaluate the training loss and accuracy after each epoch on this many
         training examples, a fixed sample (:func:`eval_subset`), instead of all of them
         (None, the default: all — exact). The held-out set is always evaluated whole.

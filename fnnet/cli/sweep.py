@@ -218,7 +218,7 @@ def _run_sweep(args: argparse.Namespace, clock: common.Clock) -> int:
                          f"part of the split ({len(split.x_train)} examples)")
     if "hidden" in options:  # the MLPs' size is the user's to choose (conv nets: the book's)
         common.check_memory([split.x_train.shape[1], *args.hidden, data.num_classes],
-                            size * max(args.batch_size, min(1000, len(split.x_train))), 4,
+                            size * max(args.batch_size, min(2000, len(split.x_train))), 4,
                             6 * size)
     model = flags.model_from_args(_with(args, weight_decay=0.0), split, options)
     trials = sample_trials(args.trials, lr=args.lr, weight_decay=args.weight_decay,

@@ -148,7 +148,7 @@ def run_train(args: argparse.Namespace, held: contextlib.ExitStack,
     settings = common.settings(args)
     if "hidden" in options:  # the MLPs' size is the user's to choose (conv nets: the book's)
         common.check_memory([data.x_train.shape[1], *args.hidden, data.num_classes],
-                            max(args.batch_size, min(1000, len(data.x_train))), 4, 6, device)
+                            max(args.batch_size, min(2000, len(data.x_train))), 4, 6, device)
     if args.resume:
         common.check_resume_settings(args.checkpoint_dir, settings, RESUME_KEYS)
     net = with_precision(flags.model_from_args(args, data, options), args.precision)
