@@ -10,7 +10,7 @@ lr 20, the LSTM state carried from step to step. All four start from the same pa
 (fnnet's init) and train on the same random word ids; each implementation is warmed up (its
 compile time reported apart), then timed for ``--steps`` steps per round, the
 implementations interleaved round after round in a rotating order, each timed run after
-:data:`SETTLE_S` idle seconds. Reported: the median
+:data:`common.SETTLE_S` idle seconds. Reported: the median
 over rounds of the time per step, words (tokens) per second, and each ratio both as the
 ratio of the medians and as the median of the per-round ratios (steadier on a shared CPU).
 fnnet runs its steps as one compiled ``lax.scan`` program (:func:`fnnet.train_lm.make_lm_epoch`,
@@ -32,17 +32,13 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from common import RESULTS, environment, matmul_floor, matmul_rate, write_results
+from common import RESULTS, environment, matmul_floor, matmul_rate, settle, write_results
 
 from fnnet.nets import rnnlm
 from fnnet.train_lm import init_lm_state, lm_optimizer, make_lm_epoch, sequence_batches
 
 LR, MAX_GRAD = 20.0, 0.25
 
-SETTLE_S = 0.25
-"""Idle seconds before each timed run: NumPy's BLAS threads keep spinning after a call, and
-without a pause whichever implementation runs right after the NumPy peer lost ~5 ms a step
-to them (~10%; in the rotating order fnnet manual followed it in two rounds of three)."""
 
 
 def fnnet_runner(grads: str, params: dict, ids: np.ndarray, sizes: dict) -> Callable:
@@ -129,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = list(runners)
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            time.sleep(0 if args.quick else SETTLE_S)
+            settle(args.quick)
             start = time.perf_counter()
             runners[name]()
             per_step[name].append((time.perf_counter() - start) / args.steps)

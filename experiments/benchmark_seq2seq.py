@@ -7,7 +7,7 @@ book's Adam after the book's gradient clip (PyTorch: its own Adam, see
 ``peers/torch_seq2seq.py``). fnnet runs its epoch as one compiled ``lax.scan``
 (:func:`fnnet.train.make_epoch`), compiled and warmed up first (compile time reported
 apart). Each round times every implementation once over ``--steps`` steps, interleaved, so
-they share the machine's load, each after a short idle pause (``SETTLE_S``: NumPy's BLAS
+they share the machine's load, each after a short idle pause (``common.SETTLE_S``: NumPy's BLAS
 threads spin on after a call and slow whatever runs next); the table gives the median
 over the rounds, scaled to a whole epoch, and the ratios of the medians. The mean loss of
 each run is reported too: the same batches and init give the same losses (up to rounding;
@@ -37,8 +37,7 @@ from typing import Any
 import jax
 import numpy as np
 import optax
-from benchmark_rnnlm import SETTLE_S
-from common import RESULTS, matmul_floor, matmul_rate, write_results
+from common import RESULTS, matmul_floor, matmul_rate, settle, write_results
 from peers import numpy_seq2seq
 
 from fnnet.data import load_seq2seq
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     mean_loss: dict[str, float] = {}
     for _ in range(rounds):
         for name, run in runners.items():
-            time.sleep(0 if args.quick else SETTLE_S)  # NumPy's BLAS threads spin on: idle
+            settle(args.quick)
             elapsed, losses = run(indices)
             seconds[name].append(elapsed)
             mean_loss[name] = float(np.mean(losses))

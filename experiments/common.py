@@ -187,6 +187,21 @@ def lm_corpus(args: argparse.Namespace) -> dict[str, Any]:
             "vocabulary": corpus.vocabulary_size, "source": source, "files": list(corpus.files)}
 
 
+def book_rnnlm(args: argparse.Namespace, vocabulary: int, epochs: int,
+               quick_epochs: int) -> tuple[Model, dict[str, int], int, int, int]:
+    """``(net, sizes, batch, time_size, epochs)`` of ``ch06/train_rnnlm.py`` (D = H = 100,
+    batch 20 × time 35) for ``epochs``; with ``--quick`` a tiny one (D = H = 8, batch 4 ×
+    time 5) for ``quick_epochs``."""
+    from fnnet.nets import BOOK_RUNS, rnnlm
+
+    book = BOOK_RUNS["rnnlm"]
+    sizes = dict(wordvec_size=book.wordvec_size, hidden_size=book.hidden_size)
+    batch, time_size = book.batch_size, book.time_size
+    if args.quick:
+        sizes, batch, time_size, epochs = dict(wordvec_size=8, hidden_size=8), 4, 5, quick_epochs
+    return rnnlm(vocabulary, **sizes, time_size=time_size), sizes, batch, time_size, epochs
+
+
 def lm_parser(doc: str) -> argparse.ArgumentParser:
     """The flags of the language-model scripts: ``--data-dir``, ``--seed``, ``--quick``,
     ``--out-dir``, ``--no-progress``."""
@@ -201,6 +216,19 @@ def lm_parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+SETTLE_S = 0.25
+"""Idle seconds before each timed run of a side-by-side benchmark: NumPy's BLAS threads keep
+spinning after a call, and without a pause whichever implementation ran right after the
+NumPy peer lost ~5 ms a step to them (~10% of the Rnnlm step; in the rotating order fnnet
+manual followed it in two rounds of three)."""
+
+
+def settle(quick: bool = False) -> None:
+    """Wait :data:`SETTLE_S` before a timed run (not in a ``--quick`` smoke run)."""
+    if not quick:
+        time.sleep(SETTLE_S)
 
 
 def matmul_rate(products: list[tuple[int, int, int]], repeats: int = 15) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from common import lm_corpus, lm_parser, write
+from common import book_rnnlm, lm_corpus, lm_parser, write
 
-from fnnet.nets import BOOK_RUNS, rnnlm
+from fnnet.nets import BOOK_RUNS
 from fnnet.train import NonFiniteLossError
 from fnnet.train_lm import fit_lm, lm_optimizer
 
@@ -61,11 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr", type=float, default=book.lr)
     args = p.parse_args(argv)
     corpus = lm_corpus(args)
-    sizes = dict(wordvec_size=book.wordvec_size, hidden_size=book.hidden_size)
-    batch, time_size, epochs = book.batch_size, book.time_size, args.epochs
-    if args.quick:
-        sizes, batch, time_size, epochs = dict(wordvec_size=8, hidden_size=8), 4, 5, 2
-    net = rnnlm(corpus["vocabulary"], **sizes, time_size=time_size)
+    net, sizes, batch, time_size, epochs = book_rnnlm(args, corpus["vocabulary"], args.epochs,
+                                                      quick_epochs=2)
     params = net.init(jax.random.key(args.seed))
     runs = {}
     for label, max_grad in ((f"clipped at {book.max_grad}", book.max_grad),

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from common import lm_corpus, lm_parser, write
+from common import book_rnnlm, lm_corpus, lm_parser, write
 
-from fnnet.nets import BOOK_RUNS, rnnlm
+from fnnet.nets import BOOK_RUNS
 from fnnet.train_lm import fit_lm, lm_optimizer
 
 RULES = {"constant lr": None, "lr ÷ 4": 4.0}
@@ -69,11 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=8)
     args = p.parse_args(argv)
     corpus = lm_corpus(args)
-    sizes = dict(wordvec_size=book.wordvec_size, hidden_size=book.hidden_size)
-    batch, time_size, epochs = book.batch_size, book.time_size, args.epochs
-    if args.quick:
-        sizes, batch, time_size, epochs = dict(wordvec_size=8, hidden_size=8), 4, 5, 3
-    net = rnnlm(corpus["vocabulary"], **sizes, time_size=time_size)
+    net, sizes, batch, time_size, epochs = book_rnnlm(args, corpus["vocabulary"], args.epochs,
+                                                      quick_epochs=3)
     runs: dict[str, list[dict]] = {label: [] for label in RULES}
     for seed in range(args.seed, args.seed + args.seeds):
         params = net.init(jax.random.key(seed))
