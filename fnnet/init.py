@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -32,7 +33,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import jaxpr_as_fun
 
+from fnnet import host_keys
 from fnnet._checks import check_positive
 
 Initializer = Callable[..., jax.Array]
@@ -92,11 +95,11 @@ def _prefix_property_holds(keys: list[jax.Array]) -> bool:
 
 
 @partial(jax.jit, static_argnames=("shapes", "dtype"))
-def _normal_rows(keys: tuple[jax.Array, ...], *, shapes: tuple[tuple[int, ...], ...],
+def _normal_rows(keys: jax.Array, *, shapes: tuple[tuple[int, ...], ...],
                  dtype: jnp.dtype) -> tuple[jax.Array, ...]:
-    """``normal(keys[i], shapes[i], dtype)`` for every ``i``, as one draw of the longest
-    size per key, each taking its prefix. One compiled program per set of shapes, shared by
-    every model whose init draws those shapes.
+    """``normal(keys[i], shapes[i], dtype)`` for every ``i`` of the stacked ``keys``, as one
+    draw of the longest size per key, each taking its prefix. One compiled program per set
+    of shapes, shared by every model whose init draws those shapes.
 
     The draws are a ``lax.scan`` over the keys, not a ``vmap``: a vmapped draw is one fused
     kernel that XLA copies into every row's slice (the normal's erfinv polynomial compiled
@@ -104,28 +107,137 @@ def _normal_rows(keys: tuple[jax.Array, ...], *, shapes: tuple[tuple[int, ...], 
     the slices are plain copies of it. The values are the same."""
     size = max(math.prod(shape) for shape in shapes)
     draw = partial(jax.random.normal, shape=(size,), dtype=dtype)
-    _, flat = jax.lax.scan(lambda carry, key: (carry, draw(key)), None, jnp.stack(keys))
+    _, flat = jax.lax.scan(lambda carry, key: (carry, draw(key)), None, keys)
     return tuple(flat[row, :math.prod(shape)].reshape(shape)
                  for row, shape in enumerate(shapes))
 
 
-def _batched(requests: list[tuple[jax.Array, tuple[int, ...], jnp.dtype]]) -> list[jax.Array]:
-    """The draws of ``requests``, one :func:`_normal_rows` per dtype."""
-    values: list[jax.Array | None] = [None] * len(requests)
-    for dtype in dict.fromkeys(dtype for _, _, dtype in requests):
-        mine = [i for i, (_, _, d) in enumerate(requests) if d == dtype]
-        drawn = _normal_rows(tuple(requests[i][0] for i in mine),
-                             shapes=tuple(requests[i][1] for i in mine), dtype=dtype)
+def _batched(keys: jax.Array, plan: list[tuple[tuple[int, ...], jnp.dtype]]
+             ) -> list[jax.Array]:
+    """The draws ``plan[i] = (shape, dtype)`` from the stacked ``keys[i]``, one
+    :func:`_normal_rows` per dtype."""
+    values: list[jax.Array | None] = [None] * len(plan)
+    for dtype in dict.fromkeys(dtype for _, dtype in plan):
+        mine = [i for i, (_, d) in enumerate(plan) if d == dtype]
+        rows = keys if len(mine) == len(plan) else keys[np.asarray(mine)]
+        drawn = _normal_rows(rows, shapes=tuple(plan[i][0] for i in mine), dtype=dtype)
         for i, value in zip(mine, drawn, strict=True):
             values[i] = value
     return values  # type: ignore[return-value]
+
+
+def _replaying(values: Iterator[jax.Array]) -> Callable:
+    def replay(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
+        value = next(values, None)
+        if value is None or value.shape != shape or value.dtype != dtype:
+            raise RuntimeError("draws_as_one: the init made other draws the second time; "
+                               "it must be pure (same draws, same order)")
+        return value
+
+    return replay
+
+
+def _recording(requests: list) -> Callable:
+    def record(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> np.ndarray:
+        requests.append((key, shape, dtype))
+        return np.zeros(shape, dtype)  # a placeholder on the host: no device work
+
+    return record
+
+
+def _traced(init: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``init(*args, **kwargs)`` with its draws made as one batched draw, keys and all
+    computed by JAX: under a trace, or (op by op) where the keys can't be derived on the
+    host."""
+    requests: list[tuple[jax.Array, tuple[int, ...], jnp.dtype]] = []
+    with _drawing(_recording(requests)):
+        init(*args, **kwargs)  # discovers the draws; its result is dead code
+    if not requests or not _prefix_property_holds([key for key, _, _ in requests]):
+        return init(*args, **kwargs)
+    keys = jnp.stack([key for key, _, _ in requests])
+    with _drawing(_replaying(iter(_batched(keys, [(shape, dtype) for _, shape, dtype
+                                                  in requests])))):
+        return init(*args, **kwargs)
+
+
+def _from_key_data(init: Callable[..., Any], key_data: jax.Array, leaves: list, *,
+                   plan: tuple, treedef: Any) -> Any:
+    """``init`` at the arguments ``leaves`` (flattened by ``treedef``), its draws ``plan``
+    (shape, dtype) made from the keys ``key_data (n, 2)`` derived on the host. The keys
+    ``init`` derives itself are dead code here: XLA never sees them."""
+    values = _batched(jax.random.wrap_key_data(key_data, impl=host_keys.THREEFRY), list(plan))
+    args, kwargs = jax.tree.unflatten(treedef, leaves)
+    with _drawing(_replaying(iter(values))):
+        return init(*args, **kwargs)
+
+
+_PROGRAMS: OrderedDict[tuple, Callable] = OrderedDict()
+_PROGRAMS_KEPT = 256
+
+
+def _shared_program(fun: Callable[..., Any], *args: Any) -> Any:
+    """``fun(*args)`` as a compiled program shared by every function that traces to the same
+    jaxpr with the same constants: models of the same shapes and initialisers (a net and its
+    tanh twin, the trials of a test) compile their init once. The last
+    ``_PROGRAMS_KEPT`` programs are kept."""
+    closed, out_shape = jax.make_jaxpr(fun, return_shape=True)(*args)
+    key = (str(closed.jaxpr), tuple(_fingerprint(const) for const in closed.consts))
+    program = _PROGRAMS.pop(key, None) or jax.jit(jaxpr_as_fun(closed))
+    _PROGRAMS[key] = program
+    if len(_PROGRAMS) > _PROGRAMS_KEPT:
+        _PROGRAMS.popitem(last=False)
+    return jax.tree.unflatten(jax.tree.structure(out_shape), program(*jax.tree.leaves(args)))
+
+
+def _fingerprint(value: Any) -> tuple:
+    array = np.asarray(jax.random.key_data(value) if _typed(value) else value)
+    return str(array.dtype), array.shape, array.tobytes()
+
+
+def _host_plan(init: Callable[..., Any], leaves: list, treedef: Any
+               ) -> tuple[tuple, np.ndarray] | None:
+    """The draws ``(shape, dtype)`` of ``init`` at ``leaves`` and their keys' data
+    ``(n, 2)``, derived on the host (:mod:`fnnet.host_keys`); None where they can't be."""
+    if not all(host_keys.applies(jax.random.key_impl(leaf)) if _typed(leaf)
+               else host_keys.applies() for leaf in leaves):
+        return None
+    plan: list[tuple[tuple[int, ...], jnp.dtype]] = []
+
+    def draw_keys(*leaves: Any) -> list[jax.Array]:
+        requests: list[tuple[jax.Array, tuple[int, ...], jnp.dtype]] = []
+        args, kwargs = jax.tree.unflatten(treedef, leaves)
+        with _drawing(_recording(requests)):
+            init(*args, **kwargs)
+        plan[:] = [(shape, dtype) for _, shape, dtype in requests]
+        return [jax.random.key_data(key) if _typed(key) else key for key, _, _ in requests]
+
+    derivation = jax.make_jaxpr(draw_keys)(*leaves)
+    if not plan:
+        return None
+    keys = host_keys.derive(derivation, [np.asarray(jax.random.key_data(leaf)) if _typed(leaf)
+                                         else np.asarray(leaf) for leaf in leaves])
+    if keys is None or any(k.shape != (2,) for k in keys):
+        return None
+    return tuple(plan), np.stack(keys).astype(np.uint32)
+
+
+def _typed(key: Any) -> bool:
+    return jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
 
 
 def draws_as_one(init: Callable[..., Any]) -> Callable[..., Any]:
     """``init`` (e.g. ``key -> params``), with every :func:`standard_normal` draw it makes
     computed by one batched draw (:func:`_normal_rows`): the same values, one random-number
     kernel to compile instead of one per weight, shared by every model with the same weight
-    shapes. Eagerly or under ``jax.jit``.
+    shapes.
+
+    Called with concrete arrays (``init(jax.random.key(0))``, not under a trace), it runs as
+    **one compiled program** whose input is the draws' keys: they are derived on the host
+    (:mod:`fnnet.host_keys`, JAX's threefry splitting in NumPy), so the program holds no
+    key-splitting loops (a deep net's init compiles in half the time). Where the keys can't
+    be derived there (another generator; an operation other than split, slice, reshape) it
+    runs op by op, as JAX would. Under a trace (``jax.jit``, ``jax.vmap``) it is traced
+    inline. The function returned has ``compiles_itself = True``.
 
     It runs ``init`` twice: once to collect the draws (keys and shapes, with host zeros in
     their place), once to build the result from their batched values. ``init`` must make the
@@ -134,30 +246,20 @@ def draws_as_one(init: Callable[..., Any]) -> Callable[..., Any]:
     batched values would differ (a generator other than partitionable threefry) the draws
     are made one by one.
     """
-
     def run(*args: Any, **kwargs: Any) -> Any:
-        requests: list[tuple[jax.Array, tuple[int, ...], jnp.dtype]] = []
+        leaves, treedef = jax.tree.flatten((args, kwargs))
+        concrete = leaves and all(isinstance(leaf, (jax.Array, np.ndarray))
+                                  and not isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+        if not concrete:
+            return _traced(init, *args, **kwargs)
+        planned = _host_plan(init, leaves, treedef)
+        if planned is None:
+            return _traced(init, *args, **kwargs)
+        plan, key_data = planned
+        return _shared_program(partial(_from_key_data, init, plan=plan, treedef=treedef),
+                               key_data, leaves)
 
-        def record(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> np.ndarray:
-            requests.append((key, shape, dtype))
-            return np.zeros(shape, dtype)  # a placeholder on the host: no device work
-
-        with _drawing(record):
-            init(*args, **kwargs)  # discovers the draws; its result is dead code
-        if not requests or not _prefix_property_holds([key for key, _, _ in requests]):
-            return init(*args, **kwargs)
-        values = iter(_batched(requests))
-
-        def replay(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
-            value = next(values, None)
-            if value is None or value.shape != shape or value.dtype != dtype:
-                raise RuntimeError("draws_as_one: the init made other draws the second time; "
-                                   "it must be pure (same draws, same order)")
-            return value
-
-        with _drawing(replay):
-            return init(*args, **kwargs)
-
+    run.compiles_itself = True  # type: ignore[attr-defined]
     return run
 
 

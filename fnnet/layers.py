@@ -461,14 +461,11 @@ def classifier(network: Layer, input_shape: Shape, *, grads: str = "manual",
     output_shape = output_shape_of(network, input_shape)
     ops = ops_for(grads)
 
-    # The init's draws as one batched draw (fnnet.init.draws_as_one), a program shared by all
-    # models with these weight shapes (fnnet.train.init_from_seed compiles a whole init as one
-    # program); the state's initial values never depend on the key, and jit drops the params.
-    init_params = draws_as_one(lambda key: network.init(key, input_shape)[1])
+    # The init's draws as one batched draw (fnnet.init.draws_as_one); called with a concrete
+    # key, one compiled program fed with the keys derived on the host. The state's initial
+    # values never depend on the key, and jit drops the params.
+    init = draws_as_one(lambda key: network.init(key, input_shape)[1])
     initial_state = jax.jit(lambda: network.init(jax.random.key(0), input_shape)[2])
-
-    def init(key: jax.Array) -> Params:
-        return init_params(key)
 
     def init_state() -> State:
         return initial_state()

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fnnet import checkpoint, parallel, precision
+from fnnet import checkpoint, host_keys, parallel, precision
 from fnnet._checks import check_int
 from fnnet._progress import tqdm
 from fnnet.compiles import CompileStats, count_compilations
@@ -68,11 +68,20 @@ def init_from_seed(model: Model, seed: int) -> tuple[Params, jax.Array]:
     ``fnnet train --seed`` starts (and :func:`fnnet.sweep.trial_keys` for a sweep's trial),
     computed as one compiled program.
 
+    With JAX's partitionable threefry (the default) the two keys are split on the host
+    (:mod:`fnnet.host_keys`) and an init that compiles itself (fnnet's models:
+    :func:`fnnet.init.draws_as_one`) is called with them, so the program holds no key
+    splitting; any other init is jitted with the splits inside.
+
     >>> import fnnet
     >>> params, data_key = init_from_seed(fnnet.two_layer_net(4, 3, 2), 0)
     >>> params["affine1"]["W"].shape
     (4, 3)
     """
+    if host_keys.applies() and getattr(model.init, "compiles_itself", False):
+        init_key, data_key = (jax.random.wrap_key_data(data, impl=host_keys.THREEFRY)
+                              for data in host_keys.split(host_keys.seed_data(seed), (2,)))
+        return model.init(init_key), data_key
 
     def start(seed: jax.Array) -> tuple[Params, jax.Array]:
         init_key, data_key = jax.random.split(jax.random.key(seed))

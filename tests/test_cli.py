@@ -120,10 +120,12 @@ def test_python_dash_m_and_the_compile_cache(tmp_path, capsys):
     assert first.returncode == 0, first.stderr
     assert "done: 14 steps" in first.stdout
     assert any(Path(tmp_path / "jax-cache").iterdir())  # compiled executables were cached
-    # four programs: the init (keys and parameters), fit's start (optimiser and model state),
-    # the epoch (batch order, steps) and the evaluation (train and test sets together)
+    # four programs: the init (parameters from the keys split on the host), fit's start
+    # (optimiser and model state), the epoch (batch order, steps) and the evaluation (train
+    # and test sets together)
     time = json.loads(out.read_text())["summary"]["time"]
     assert (time["programs"], time["cache_hits"]) == (4, 0)
+    assert 0 < time["compile_in_s"]["init"] < time["compile_s"]  # the init's program's share
     assert "compile" in first.stdout.splitlines()[-1] and "(4 programs)" in first.stdout
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr

@@ -1,5 +1,6 @@
 """fnnet.init.draws_as_one: an init's normal draws as one batched draw, with the same values,
-eagerly and under jit, shared between models of the same shapes."""
+eagerly and under jit, shared between models of the same shapes; fnnet.train.init_from_seed
+with its keys split on the host."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 import fnnet
 from fnnet.compiles import count_compilations
 from fnnet.init import draws_as_one, he, normal, standard_normal
+from fnnet.nets import SAMPLED_NETS, build_net
+from fnnet.train import init_from_seed
 
 SHAPES = [((3, 4), jnp.float32), ((5,), jnp.float32), ((2, 1, 3, 3), jnp.bfloat16),
           ((7, 2), jnp.float32)]
@@ -61,3 +64,45 @@ def test_models_of_the_same_shapes_share_the_compiled_draw():
         params = fnnet.two_layer_net(6, 5, 3, activation="tanh").init(jax.random.key(1))
     assert compiles.programs == 0
     assert params["affine1"]["W"].shape == (6, 5)
+
+
+def test_a_raw_key_and_an_init_the_host_cannot_follow_give_the_same_draws():
+    def folded(key):  # fold_in: the host does not derive it, so JAX does, op by op
+        return _init(jax.random.fold_in(key, 2))
+
+    raw = jax.random.PRNGKey(5)
+    for init in (_init, folded):
+        for a, b in zip(draws_as_one(init)(raw), init(raw), strict=True):
+            np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
+def _sampled(name):
+    net = SAMPLED_NETS[name]
+    return lambda: net.build(dtype=jnp.float32, **net.options)
+
+
+SEEDED = {"deep-conv": lambda: build_net("deep-conv", (1, 8, 8), 10),
+          "mlp": lambda: build_net("mlp", (6,), 3, hidden=[5, 4]),
+          "better-rnnlm": _sampled("better-rnnlm"), "attention": _sampled("attention"),
+          "cbow": _sampled("cbow")}
+
+
+@pytest.mark.parametrize("name", SEEDED)
+def test_init_from_seed_is_the_jitted_split_and_init_bit_for_bit(name):
+    """The keys split on the host and the init's one program give what the split and the
+    init traced into one jitted program give."""
+    model = SEEDED[name]()
+    with count_compilations() as compiles:
+        params, data_key = init_from_seed(model, 5)
+    assert compiles.programs <= 1  # the init's program (0: another test compiled it)
+
+    def start(seed):
+        init_key, key = jax.random.split(jax.random.key(seed))
+        return model.init(init_key), key
+
+    expected, expected_key = jax.jit(start)(np.uint32(5))
+    assert jax.tree.structure(params) == jax.tree.structure(expected)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(jax.random.key_data(data_key),
+                                  jax.random.key_data(expected_key))

@@ -389,12 +389,13 @@ class Clock:
     :data:`MAIN_STARTED`: the interpreter, the imports, the checks, up to the first part),
     the named parts (each without the compiling done inside it), ``compile`` (every program
     JAX built, counted by :func:`fnnet.compiles.count_compilations`) and ``other`` (the
-    rest)."""
+    rest). The compiling done inside each part is kept too (``compile_in_s``)."""
 
     def __init__(self, compiles: Any):
         self.compiles = compiles
         self.origin = MAIN_STARTED[-1] if MAIN_STARTED else time.perf_counter()
         self.parts: dict[str, float] = {}
+        self.compiled_in: dict[str, float] = {}
         self.first_part: float | None = None
 
     def add(self, name: str, seconds: float) -> None:
@@ -410,11 +411,14 @@ class Clock:
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - begin - (self.compiles - before).seconds)
+            compiled = (self.compiles - before).seconds
+            self.compiled_in[name] = self.compiled_in.get(name, 0.0) + compiled
+            self.add(name, time.perf_counter() - begin - compiled)
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> dict[str, Any]:
         """``wall_s``, ``startup_s``, each part's ``<name>_s``, ``compile_s``, ``programs``,
-        ``cache_hits`` and ``other_s``."""
+        ``cache_hits``, ``other_s``, and ``compile_in_s``: ``{part: seconds}`` of the
+        compiling inside each part (part of ``compile_s``)."""
         now = time.perf_counter()
         startup = (self.first_part if self.first_part is not None else now) - self.origin
         parts = {f"{name}_s": seconds for name, seconds in self.parts.items()}
@@ -423,7 +427,7 @@ class Clock:
         other = wall - startup - sum(parts.values()) - compile_s
         return {"wall_s": wall, "startup_s": startup, **parts, "compile_s": compile_s,
                 "programs": self.compiles.programs, "cache_hits": self.compiles.cache_hits,
-                "other_s": max(0.0, other)}
+                "other_s": max(0.0, other), "compile_in_s": dict(self.compiled_in)}
 
     def line(self) -> str:
         """``time: 2.31 s = start-up 0.62 + data 0.03 + … + other 0.20``."""

@@ -94,7 +94,7 @@ def language_model(
         params["affine"]["b"] = jnp.zeros((V,), dtype)
         return params
 
-    init_params = jax.jit(draws_as_one(init_all))
+    init = draws_as_one(init_all)
 
     def output_weight(params: Params) -> tuple[jax.Array, jax.Array]:
         W = params[tie_to]["W"].T if tie_to is not None else params["affine"]["W"]
@@ -104,9 +104,6 @@ def language_model(
                  train: bool) -> tuple[jax.Array, State]:
         body_params = {k: v for k, v in params.items() if k != "affine"}
         return body.apply(body_params, {} if state is None else state, x, key=key, train=train)
-
-    def init(key: jax.Array) -> Params:
-        return init_params(key)
 
     def init_state() -> State:
         return {}

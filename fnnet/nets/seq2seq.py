@@ -222,10 +222,7 @@ def build(config: Seq2seqConfig) -> Model:
     are question ids ``(T_q,)`` in ``[0, V)``, labels the answer ids ``(T,)``."""
     config = check_config(config)
     ops = ops_for(config.grads)
-    init_params_jit = jax.jit(draws_as_one(lambda key: init_params(config, key)))
-
-    def init(key: jax.Array) -> Params:
-        return init_params_jit(key)
+    init = draws_as_one(lambda key: init_params(config, key))
 
     def init_state() -> State:
         return {}

@@ -215,7 +215,7 @@ def _word2vec(name: str, vocabulary_size: int, hidden_size: int, window_size: in
         return {"embedding_in": {"W": initializer(key_in, (V, H), dtype)},
                 "embedding_out": {"W": initializer(key_out, (V, H), dtype)}}
 
-    init_params = jax.jit(draws_as_one(draw))
+    init_params = draws_as_one(draw)
 
     def loss(params: Params, x: jax.Array, t: jax.Array, *, state: State | None = None,
              key: jax.Array | None = None, train: bool = True) -> jax.Array:
