@@ -105,10 +105,13 @@ def _normal_rows(keys: jax.Array, *, shapes: tuple[tuple[int, ...], ...],
     The draws are a ``lax.scan`` over the keys, not a ``vmap``: a vmapped draw is one fused
     kernel that XLA copies into every row's slice (the normal's erfinv polynomial compiled
     once per weight: ~35 ms a weight on a CPU); the scan's stacked result is a buffer, and
-    the slices are plain copies of it. The values are the same."""
+    the slices are plain copies of it. The values are the same. A single key is drawn
+    twice: XLA unrolls a scan of one step, and its simplifier then folds the normal's
+    ``√2`` into the caller's scale (``(√2·x)·s → x·(√2·s)``, rounded differently)."""
     size = max(math.prod(shape) for shape in shapes)
     draw = partial(jax.random.normal, shape=(size,), dtype=dtype)
-    _, flat = jax.lax.scan(lambda carry, key: (carry, draw(key)), None, keys)
+    rows = keys if len(shapes) > 1 else jnp.concatenate([keys, keys])
+    _, flat = jax.lax.scan(lambda carry, key: (carry, draw(key)), None, rows)
     return tuple(flat[row, :math.prod(shape)].reshape(shape)
                  for row, shape in enumerate(shapes))
 

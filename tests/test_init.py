@@ -106,3 +106,18 @@ def test_init_from_seed_is_the_jitted_split_and_init_bit_for_bit(name):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(jax.random.key_data(data_key),
                                   jax.random.key_data(expected_key))
+
+
+def test_float64_draws_with_host_keys_are_the_draws_one_by_one(x64):
+    def init(key):
+        keys = jax.random.split(key, 3)
+        return [he(keys[0], (4, 3), jnp.float64), normal(0.1)(keys[2], (5,), jnp.float64),
+                he(keys[1], (2, 2, 3, 3), jnp.float32)]
+
+    key = jax.random.key(9)
+    with count_compilations() as compiles:
+        batched = draws_as_one(init)(key)
+    assert compiles.programs == 1  # the float64 and float32 draws and the scaling, together
+    for a, b in zip(batched, init(key), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
