@@ -186,11 +186,21 @@ def _shared_program(fun: Callable[..., Any], *args: Any) -> Any:
     ``_PROGRAMS_KEPT`` programs are kept."""
     closed, out_shape = jax.make_jaxpr(fun, return_shape=True)(*args)
     key = (str(closed.jaxpr), tuple(_fingerprint(const) for const in closed.consts))
-    program = _PROGRAMS.pop(key, None) or jax.jit(jaxpr_as_fun(closed))
+    program = _PROGRAMS.pop(key, None) or jax.jit(_named(jaxpr_as_fun(closed), "init"))
     _PROGRAMS[key] = program
     if len(_PROGRAMS) > _PROGRAMS_KEPT:
         _PROGRAMS.popitem(last=False)
     return jax.tree.unflatten(jax.tree.structure(out_shape), program(*jax.tree.leaves(args)))
+
+
+def _named(fun: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``fun`` under ``name`` (what JAX's compile logs and profiles call the program)."""
+
+    def named(*args: Any) -> Any:
+        return fun(*args)
+
+    named.__name__ = named.__qualname__ = name
+    return named
 
 
 def _fingerprint(value: Any) -> tuple:
