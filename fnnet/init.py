@@ -29,7 +29,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -208,10 +208,29 @@ def _fingerprint(value: Any) -> tuple:
     return str(array.dtype), array.shape, array.tobytes()
 
 
-def _host_plan(init: Callable[..., Any], leaves: list, treedef: Any
-               ) -> tuple[tuple, np.ndarray] | None:
-    """The draws ``(shape, dtype)`` of ``init`` at ``leaves`` and their keys' data
-    ``(n, 2)``, derived on the host (:mod:`fnnet.host_keys`); None where they can't be."""
+class KeyPlan(NamedTuple):
+    """An init's draws, ``plan[i] = (shape, dtype)``, and how their keys follow from the
+    init's arguments: ``derivation`` (a jaxpr of split, slice and reshape) evaluated on the
+    host by :meth:`keys`. The same for every key of the same kind, so one plan serves a
+    sweep's trials (:meth:`keys` per trial: NumPy, microseconds)."""
+
+    plan: tuple[tuple[tuple[int, ...], jnp.dtype], ...]
+    derivation: Any
+
+    def keys(self, leaves: list) -> np.ndarray | None:
+        """The draws' key data ``(n, 2)`` at the init's arguments ``leaves`` (flattened;
+        a typed key as itself or as its data); None where the host can't derive them."""
+        data = [np.asarray(jax.random.key_data(leaf)) if _typed(leaf) else np.asarray(leaf)
+                for leaf in leaves]
+        keys = host_keys.derive(self.derivation, data)
+        if keys is None or any(k.shape != (2,) for k in keys):
+            return None
+        return np.stack(keys).astype(np.uint32)
+
+
+def _key_plan(init: Callable[..., Any], leaves: list, treedef: Any) -> KeyPlan | None:
+    """``init``'s :class:`KeyPlan` at arguments like ``leaves``; None where its keys are not
+    partitionable threefry keys or it makes no draw."""
     if not all(host_keys.applies(jax.random.key_impl(leaf)) if _typed(leaf)
                else host_keys.applies() for leaf in leaves):
         return None
@@ -226,13 +245,7 @@ def _host_plan(init: Callable[..., Any], leaves: list, treedef: Any
         return [jax.random.key_data(key) if _typed(key) else key for key, _, _ in requests]
 
     derivation = jax.make_jaxpr(draw_keys)(*leaves)
-    if not plan:
-        return None
-    keys = host_keys.derive(derivation, [np.asarray(jax.random.key_data(leaf)) if _typed(leaf)
-                                         else np.asarray(leaf) for leaf in leaves])
-    if keys is None or any(k.shape != (2,) for k in keys):
-        return None
-    return tuple(plan), np.stack(keys).astype(np.uint32)
+    return KeyPlan(tuple(plan), derivation) if plan else None
 
 
 def _typed(key: Any) -> bool:
@@ -251,7 +264,10 @@ def draws_as_one(init: Callable[..., Any]) -> Callable[..., Any]:
     and models whose inits trace alike share it (:func:`_shared_program`). Where the keys
     can't be derived there (another generator; an operation other than split, slice,
     reshape) it runs op by op, as JAX would. Under a trace (``jax.jit``, ``jax.vmap``) it is
-    traced inline. The function returned has ``compiles_itself = True``.
+    traced inline. The function returned has ``compiles_itself = True``, and for programs
+    of their own (a sweep's trials, :mod:`fnnet.sweep`): ``key_plan(*args)`` (the
+    :class:`KeyPlan` at arguments like these, or None) and ``from_keys(key_data, key_plan,
+    *args)`` (the init from the draws' keys, traceable).
 
     It runs ``init`` twice: once to collect the draws (keys and shapes, with host zeros in
     their place), once to build the result from their batched values. ``init`` must make the
@@ -266,14 +282,23 @@ def draws_as_one(init: Callable[..., Any]) -> Callable[..., Any]:
                                   and not isinstance(leaf, jax.core.Tracer) for leaf in leaves)
         if not concrete:
             return _traced(init, *args, **kwargs)
-        planned = _host_plan(init, leaves, treedef)
-        if planned is None:
+        key_plan = _key_plan(init, leaves, treedef)
+        key_data = None if key_plan is None else key_plan.keys(leaves)
+        if key_data is None:
             return _traced(init, *args, **kwargs)
-        plan, key_data = planned
-        return _shared_program(partial(_from_key_data, init, plan=plan, treedef=treedef),
-                               key_data, leaves)
+        return _shared_program(partial(_from_key_data, init, plan=key_plan.plan,
+                                       treedef=treedef), key_data, leaves)
+
+    def key_plan(*args: Any, **kwargs: Any) -> KeyPlan | None:
+        leaves, treedef = jax.tree.flatten((args, kwargs))
+        return _key_plan(init, leaves, treedef)
+
+    def from_keys(key_data: jax.Array, plan: KeyPlan, *args: Any, **kwargs: Any) -> Any:
+        leaves, treedef = jax.tree.flatten((args, kwargs))
+        return _from_key_data(init, key_data, leaves, plan=plan.plan, treedef=treedef)
 
     run.compiles_itself = True  # type: ignore[attr-defined]
+    run.key_plan, run.from_keys = key_plan, from_keys  # type: ignore[attr-defined]
     return run
 
 

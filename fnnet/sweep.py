@@ -42,8 +42,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from fnnet import host_keys
 from fnnet._checks import check_int
 from fnnet._progress import tqdm
+from fnnet.init import KeyPlan
 from fnnet.layers import Model
 from fnnet.optim import OPTIMIZERS, get_optimizer, weight_decay_penalty
 from fnnet.parallel import choose_devices
@@ -290,21 +292,30 @@ class _Programs(NamedTuple):
 
 def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placement, size: int,
                    *, steps: int, eval_batch_size: int, eval_train: np.ndarray | None,
-                   unroll: int = 1) -> _Programs:
+                   key_plan: KeyPlan | None = None, unroll: int = 1) -> _Programs:
     """The jitted ``init``, ``epoch`` and ``test`` programs of a chunk of ``size`` trials.
 
     Every argument and result that is per trial has a leading axis of ``size``; the
     programs ``vmap`` over it (on a mesh, per-trial arrays are split over ``"trials"``, the
     data replicated). A chunk of one trial on one device runs the trial's functions as they
-    are, without ``vmap``, which compiles faster (the sequential plan).
+    are, without ``vmap``, which compiles faster (the sequential plan). With a ``key_plan``
+    (:func:`host_key_plan`) ``init`` takes each trial's keys split on the host — the draws'
+    ``(n, 2)``, the init key's and the data key's data — instead of its seed.
     """
     update_only = optimizer(learning_rate=1.0)  # update reads η from the state
 
-    def init_one(seed, lr):
-        init_key, data_key = jax.random.split(jax.random.key(seed))
-        params = model.init(init_key)
+    def start(params, lr, data_key):
         state = TrainState(params, optimizer(learning_rate=lr).init(params), model.init_state())
         return state, data_key
+
+    def init_one(seed, lr):
+        init_key, data_key = jax.random.split(jax.random.key(seed))
+        return start(model.init(init_key), lr, data_key)
+
+    def init_from_keys(draw_keys, init_key_data, data_key_data, lr):
+        init_key, data_key = (jax.random.wrap_key_data(data, impl=host_keys.THREEFRY)
+                              for data in (init_key_data, data_key_data))
+        return start(model.init.from_keys(draw_keys, key_plan, init_key), lr, data_key)
 
     def epoch_one(train_state, data_key, lam, indices, epoch, x, t, x_val, t_val):
         noise_key = jax.random.fold_in(jax.random.fold_in(data_key, NOISE_STREAM), epoch)
@@ -328,9 +339,10 @@ def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placemen
                              eval_batch_size)
         return jnp.stack(sums)
 
-    per_trial = {"init": (0, 0), "epoch": (0, 0, 0, 0, None, None, None, None, None),
-                 "test": (0, None, None)}
-    functions = {"init": init_one, "epoch": epoch_one, "test": test_one}
+    per_trial = {"init": (0, 0) if key_plan is None else (0, 0, 0, 0),
+                 "epoch": (0, 0, 0, 0, None, None, None, None, None), "test": (0, None, None)}
+    functions = {"init": init_one if key_plan is None else init_from_keys, "epoch": epoch_one,
+                 "test": test_one}
     if size == 1 and place.mesh is None:
         return _Programs(**{name: jax.jit(_one_trial(fn, per_trial[name]),
                                           donate_argnums=(0,) if name == "epoch" else ())
@@ -348,6 +360,27 @@ def _make_programs(model: Model, optimizer: Callable[..., Any], place: _Placemen
                                       donate_argnums=(0,) if name == "epoch" else (),
                                       **place_on_mesh(per_trial[name]))
                         for name, fn in functions.items()})
+
+
+def host_key_plan(model: Model) -> KeyPlan | None:
+    """The :class:`fnnet.init.KeyPlan` of ``model.init`` (fnnet's models:
+    :func:`fnnet.init.draws_as_one`), so that a sweep's trials start from keys split on the
+    host, as ``fnnet train`` does (:func:`fnnet.train.init_from_seed`), and their init
+    program holds no key splitting; None where the host can't derive them."""
+    plan_of = getattr(model.init, "key_plan", None)
+    if plan_of is None or not host_keys.applies():
+        return None
+    example = host_keys.seed_data(0)
+    plan = plan_of(jax.random.wrap_key_data(example, impl=host_keys.THREEFRY))
+    return plan if plan is not None and plan.keys([example]) is not None else None
+
+
+def trial_key_data(seeds: Sequence[int], key_plan: KeyPlan) -> tuple[np.ndarray, ...]:
+    """Per trial, split on the host: the draws' key data ``(K, n, 2)``, and the data of
+    ``init_key, data_key = split(key(seed))`` ``(K, 2)`` each (as :func:`trial_keys`)."""
+    split = np.stack([host_keys.split(host_keys.seed_data(seed), (2,)) for seed in seeds])
+    draws = np.stack([key_plan.keys([init_key]) for init_key in split[:, 0]])
+    return draws, split[:, 0], split[:, 1]
 
 
 def _one_trial(fn: Callable, axes: tuple) -> Callable:
@@ -566,7 +599,7 @@ class _Run:
         self.train_set, self.validation, self.test_set = train, validation, test
         self.epochs, self.steps, self.keep_params = epochs, steps, keep_params
         self.options = dict(steps=steps, eval_batch_size=eval_batch_size,
-                            eval_train=eval_train)
+                            eval_train=eval_train, key_plan=host_key_plan(model))
         self.batching = dict(num_examples=len(train[0]), batch_size=batch_size,
                              num_steps=steps, sampling=sampling)
         self.n_train = len(train[0]) if eval_train is None else len(eval_train)
@@ -606,9 +639,11 @@ class _Run:
             seeds = np.array([self.trials[i].seed for i in padded], np.uint32)
             lrs = np.array([self.trials[i].lr for i in padded], np.float32)
             lams = np.array([self.trials[i].weight_decay for i in padded], np.float32)
-            seeds, lrs, lams = place.per_trial((seeds, lrs, lams))
-            state, data_keys = self._compiled(compiled, "init", programs.init, seeds,
-                                              lrs)(seeds, lrs)
+            key_plan = self.options["key_plan"]
+            starts = (seeds,) if key_plan is None else trial_key_data(seeds, key_plan)
+            *starts, lrs, lams = place.per_trial((*starts, lrs, lams))
+            state, data_keys = self._compiled(compiled, "init", programs.init, *starts,
+                                              lrs)(*starts, lrs)
             host_keys = np.asarray(jax.random.key_data(data_keys))  # (size, 2) uint32
             rows, k = np.array(chunk), len(chunk)
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.extend.core import jaxpr_as_fun
 
 from fnnet.cli import main
 from fnnet.data import Dataset, load_digits
@@ -24,10 +25,12 @@ from fnnet.sweep import (
     Trial,
     chunk_plan,
     default_max_parallel,
+    host_key_plan,
     injected_optimizer,
     log_range,
     sample_trials,
     sweep,
+    trial_key_data,
     trial_keys,
     validation_split,
 )
@@ -91,6 +94,21 @@ def test_a_trial_equals_fit_of_that_trial_alone(index, one_chunk, split):
     np.testing.assert_allclose(curves["val_loss"][index], history.test_loss, rtol=1e-5)
     np.testing.assert_array_equal(curves["val_acc"][index], history.test_acc)
     np.testing.assert_array_equal(curves["train_acc"][index], history.train_acc)
+
+
+def test_trials_start_from_keys_split_on_the_host(model):
+    """The keys a trial's init program takes are JAX's: the seed's split, and the draws' keys
+    as the init derives them (its key plan's jaxpr run by JAX)."""
+    plan = host_key_plan(model)
+    assert plan is not None and len(plan.plan) == len(HIDDEN) + 1  # one draw per weight
+    draws, init_data, data_data = trial_key_data([3, 11], plan)
+    for seed, drawn, init_datum, data_datum in zip([3, 11], draws, init_data, data_data,
+                                                   strict=True):
+        init_key, data_key = trial_keys(seed)
+        np.testing.assert_array_equal(init_datum, jax.random.key_data(init_key))
+        np.testing.assert_array_equal(data_datum, jax.random.key_data(data_key))
+        expected = jaxpr_as_fun(plan.derivation)(init_key)
+        np.testing.assert_array_equal(drawn, np.stack(expected))
 
 
 def test_chunks_give_the_same_results_as_one_chunk(one_chunk, model, split):
