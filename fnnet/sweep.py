@@ -644,12 +644,12 @@ class _Run:
             *starts, lrs, lams = place.per_trial((*starts, lrs, lams))
             state, data_keys = self._compiled(compiled, "init", programs.init, *starts,
                                               lrs)(*starts, lrs)
-            host_keys = np.asarray(jax.random.key_data(data_keys))  # (size, 2) uint32
+            data_key_data = np.asarray(jax.random.key_data(data_keys))  # (size, 2) uint32
             rows, k = np.array(chunk), len(chunk)
 
-            def epoch_indices(epoch: int, host_keys: np.ndarray = host_keys) -> Any:
+            def epoch_indices(epoch: int, keys: np.ndarray = data_key_data) -> Any:
                 return place.per_trial(np.stack([
-                    batch_indices(key, epoch=epoch, **self.batching) for key in host_keys]))
+                    batch_indices(key, epoch=epoch, **self.batching) for key in keys]))
 
             indices = epoch_indices(1)
             for epoch in range(1, self.epochs + 1):
