@@ -81,18 +81,18 @@ def _drawing(draw: Callable) -> Iterator[None]:
         _DRAW.reset(token)
 
 
-def _prefix_property_holds(keys: list[jax.Array]) -> bool:
-    """Whether ``normal(key, shape)`` equals the first ``prod(shape)`` values of
-    ``normal(key, (M,))``: true of JAX's partitionable threefry (its default since 0.5),
-    whose counters are the flat index; false of the older threefry and other generators."""
-    if not jax.config.jax_threefry_partitionable:
-        return False
-    for key in keys:
-        typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-        name = str(jax.random.key_impl(key)) if typed else jax.config.jax_default_prng_impl
-        if "threefry" not in name:
-            return False
-    return True
+def _typed(key: Any) -> bool:
+    return jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+
+
+def _partitionable_threefry(keys: list[Any]) -> bool:
+    """Whether every key of ``keys`` (typed, or raw of the default generator) is JAX's
+    partitionable threefry (its default since 0.5), whose counters are the flat index: then
+    ``normal(key, shape)`` equals the first ``prod(shape)`` values of ``normal(key, (M,))``,
+    and :mod:`fnnet.host_keys` splits such keys as JAX does. False of the older threefry
+    and other generators."""
+    return all(host_keys.applies(jax.random.key_impl(key)) if _typed(key)
+               else host_keys.applies() for key in keys)
 
 
 @partial(jax.jit, static_argnames=("shapes", "dtype"))
@@ -156,7 +156,7 @@ def _traced(init: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     requests: list[tuple[jax.Array, tuple[int, ...], jnp.dtype]] = []
     with _drawing(_recording(requests)):
         init(*args, **kwargs)  # discovers the draws; its result is dead code
-    if not requests or not _prefix_property_holds([key for key, _, _ in requests]):
+    if not requests or not _partitionable_threefry([key for key, _, _ in requests]):
         return init(*args, **kwargs)
     keys = jnp.stack([key for key, _, _ in requests])
     with _drawing(_replaying(iter(_batched(keys, [(shape, dtype) for _, shape, dtype
@@ -231,8 +231,7 @@ class KeyPlan(NamedTuple):
 def _key_plan(init: Callable[..., Any], leaves: list, treedef: Any) -> KeyPlan | None:
     """``init``'s :class:`KeyPlan` at arguments like ``leaves``; None where its keys are not
     partitionable threefry keys or it makes no draw."""
-    if not all(host_keys.applies(jax.random.key_impl(leaf)) if _typed(leaf)
-               else host_keys.applies() for leaf in leaves):
+    if not _partitionable_threefry(leaves):
         return None
     plan: list[tuple[tuple[int, ...], jnp.dtype]] = []
 
@@ -246,10 +245,6 @@ def _key_plan(init: Callable[..., Any], leaves: list, treedef: Any) -> KeyPlan |
 
     derivation = jax.make_jaxpr(draw_keys)(*leaves)
     return KeyPlan(tuple(plan), derivation) if plan else None
-
-
-def _typed(key: Any) -> bool:
-    return jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
 
 
 def draws_as_one(init: Callable[..., Any]) -> Callable[..., Any]:
